@@ -1,0 +1,3 @@
+from idvid.cli import main
+
+main()
