@@ -1,0 +1,571 @@
+"""`IdentityVideoModel`: backbone + VAE + text encoder + ID encoder + injection modules, as one model.
+
+    model = build_model("tiny", variant="moca")            # or build_model(ModelConfig(...))
+    text = model.encode_text(["a woman is smiling"])        # (B, L, text_embed_dim)
+    ref = model.encode_reference(reference_image)           # (B, C, h, w) global ID latent
+    ids = IdentityInputs(face_embedding=sface_128d, face_crop=aligned_crop, reference_latent=ref)
+    v = model(noisy_latents, timesteps, text, ids)          # the backbone's prediction (B, F, C, h, w)
+
+The model is a pure function of (latents, t, text, identity[, motion]); noise schedules and losses live in
+`idvid.objectives`, samplers come from diffusers. Variants: "none" (bare backbone), "plain_ca",
+"moca", "mofe", "motioncharacter" (ID adapter + Motion Control Module) and "consisid".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from idvid.errors import InputError
+from idvid.models.backbone import (
+    PRECISIONS,
+    BackboneConfig,
+    backbone_flops,
+    load_transformer,
+    load_vae,
+    rotary_embeddings,
+    token_grid,
+    widen_input_channels,
+)
+from idvid.models.baselines import (
+    CONSISID_REQUIRES,
+    ConsisIDConfig,
+    PlainIdCrossAttention,
+    build_consisid,
+    consisid_adapter_prefixes,
+    consisid_layer_flops,
+)
+from idvid.models.encoders import ClipImageEncoder, IdentityEncoder, IdentityEncoderConfig, IdentityInputs
+from idvid.models.id_adapter import IdAdapter
+from idvid.models.inject import CONTEXT_KEY, Injection, InjectionContext, Wiring, attach
+from idvid.models.moca import MoCA
+from idvid.models.mofe import MoFE
+from idvid.models.motion import MotionControl, MotionInputs
+
+INJECTIONS: dict[str, type[Injection]] = {
+    cls.kind: cls for cls in (MoCA, MoFE, IdAdapter, MotionControl, PlainIdCrossAttention)
+}
+VARIANTS: dict[str, list[str]] = {
+    "none": [],
+    "plain_ca": ["plain_ca"],
+    "moca": ["moca"],
+    "mofe": ["mofe"],
+    "motioncharacter": ["id_adapter", "motion"],
+    "consisid": [],
+}
+ADAPTER_FILE, CONFIG_FILE = "adapter.safetensors", "model_config.yaml"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; serialisable to YAML (checkpoints carry it)."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    identity: IdentityEncoderConfig = field(default_factory=IdentityEncoderConfig)
+    injections: list[Any] = field(default_factory=list)  # injection configs (MoCAConfig, ...) in order
+    consisid: ConsisIDConfig | None = None  # the ConsisID baseline instead of attached injections
+    text_encoder: str = "minilm"  # "minilm" | "t5" | "none" (text embeddings are given directly)
+    text_encoder_path: str | None = None
+    train_backbone: bool = False  # laptop scale trains the tiny backbone too; real scale freezes it
+    adapter_precision: str = "fp32"  # of the new (trainable) modules
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone, dict):
+            self.backbone = BackboneConfig(**self.backbone)
+        if isinstance(self.identity, dict):
+            self.identity = IdentityEncoderConfig(**self.identity)
+        if isinstance(self.consisid, dict):
+            self.consisid = ConsisIDConfig(**self.consisid)
+        parsed = []
+        for item in self.injections:
+            if isinstance(item, dict):
+                item = dict(item)
+                kind = item.pop("kind", None)
+                if kind not in INJECTIONS:
+                    raise ValueError(f"unknown injection kind {kind!r}; known: {sorted(INJECTIONS)}")
+                item = INJECTIONS[kind].config_class(**item)
+            if not any(isinstance(item, cls.config_class) for cls in INJECTIONS.values()):
+                raise ValueError(f"not an injection config: {item!r}")
+            parsed.append(item)
+        self.injections = parsed
+        if self.consisid is not None and self.injections:
+            raise ValueError("the ConsisID baseline replaces the transformer; it cannot be combined with injections")
+        if self.text_encoder not in ("minilm", "t5", "none"):
+            raise ValueError(f"text_encoder must be 'minilm', 't5' or 'none', got {self.text_encoder!r}")
+        if self.adapter_precision not in PRECISIONS:
+            raise ValueError(f"adapter_precision must be one of {sorted(PRECISIONS)}")
+
+    @staticmethod
+    def kind_of(injection_config: Any) -> str:
+        return next(k for k, cls in INJECTIONS.items() if isinstance(injection_config, cls.config_class))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["injections"] = [{"kind": self.kind_of(c), **asdict(c)} for c in self.injections]
+        d["backbone"]["transformer"] = dict(self.backbone.transformer)
+        d["backbone"]["vae"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.backbone.vae.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        backbone = dict(d.get("backbone", {}))
+        if "vae" in backbone:
+            backbone["vae"] = {k: tuple(v) if isinstance(v, list) else v for k, v in backbone["vae"].items()}
+        d["backbone"] = BackboneConfig(**backbone)
+        return cls(**d)
+
+    def to_yaml(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> ModelConfig:
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+
+
+def variant_injections(variant: str) -> list[Any]:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {sorted(VARIANTS)}")
+    return [INJECTIONS[kind].config_class() for kind in VARIANTS[variant]]
+
+
+def tiny_config(variant: str = "moca", **overrides: Any) -> ModelConfig:
+    """Laptop-scale preset: 2-layer 2x16 CogVideoX, tiny VAE (5x8x8 latents for 17 frames of 64x64), MiniLM
+    text, a conv ID encoder with 8 ID tokens, everything trainable."""
+    identity = IdentityEncoderConfig(token_dim=32, image_dim=32, num_queries=8, qformer_depth=1, qformer_heads=2, id_dim=32)
+    injections = variant_injections(variant)
+    for c in injections:
+        for name, value in (("fusion_dim", 32), ("fusion_heads", 2), ("context_dim", 32), ("action_tokens", 8)):
+            if hasattr(c, name):
+                setattr(c, name, value)
+    consisid = ConsisIDConfig(lfe_depth=1, lfe_heads=2, lfe_head_dim=16, num_id_tokens=2, num_queries=8) if variant == "consisid" else None
+    fields = dict(identity=identity, injections=injections, consisid=consisid, train_backbone=True)
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+def cogvideox_config(path: str, variant: str = "moca", text_encoder_path: str | None = None, **overrides: Any) -> ModelConfig:
+    """Real-scale preset: a local CogVideoX(-I2V) pipeline folder, bf16, T5 from the folder (or a path),
+    ID modules at ConsisID-like widths, the backbone frozen."""
+    identity = IdentityEncoderConfig(token_dim=1024, image_dim=1024, num_queries=32, qformer_depth=4, qformer_heads=16, id_dim=2048)
+    consisid = ConsisIDConfig(lfe_depth=10, lfe_heads=16, lfe_head_dim=64, num_id_tokens=5, num_queries=32) if variant == "consisid" else None
+    injections = variant_injections(variant)
+    for c in injections:
+        for name, value in (("fusion_dim", 2048), ("fusion_heads", 16), ("context_dim", 2048), ("action_tokens", 32)):
+            if hasattr(c, name):
+                setattr(c, name, value)
+    fields = dict(
+        backbone=BackboneConfig(path=path, transformer={}, vae={}, precision="bf16", gradient_checkpointing=True),
+        identity=identity,
+        injections=injections,
+        consisid=consisid,
+        text_encoder="t5",
+        text_encoder_path=text_encoder_path or path,
+    )
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+PRESETS = {"tiny": tiny_config}
+
+
+def identity_heads(backbone_heads: int) -> int:
+    """Default heads of the identity cross-attentions: half the backbone's, at its head size.
+
+    The ID tokens are few, so these attentions cost mostly their N x D query and output projections;
+    half width halves that (ConsisID likewise attends at 2048 of CogVideoX-5B's 3072 channels). Every
+    injection config can override it (`heads`, `head_dim`)."""
+    return max(1, backbone_heads // 2)
+
+
+@contextlib.contextmanager
+def _onload(module: nn.Module | None, device: torch.device, enabled: bool):
+    """Run `module` on `device`, then send it back to the CPU (CPU offload of frozen parts)."""
+    if module is None or not enabled:
+        yield
+        return
+    module.to(device)
+    try:
+        yield
+    finally:
+        module.to("cpu")
+
+
+class IdentityVideoModel(nn.Module):
+    """Identity-preserving video diffusion model; see the module docstring."""
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["CogVideoXBlock", "ConsisIDBlock"]
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        bb = config.backbone
+        transformer = load_transformer(bb)
+        self.vae = load_vae(bb)
+        tc = transformer.config
+        self.latent_channels = self.vae.config.latent_channels if self.vae is not None else tc.out_channels
+        self.widened = False
+        if bb.reference_latent:
+            self.widened = widen_input_channels(transformer, 2 * self.latent_channels)
+        elif tc.in_channels != self.latent_channels:
+            raise ValueError(f"backbone takes {tc.in_channels} channels but reference_latent is off ({self.latent_channels} latent channels)")
+
+        # Text: a frozen encoder, plus a trainable projection when its width is not the backbone's.
+        self.text_encoder = None
+        text_dim = tc.text_embed_dim
+        if config.text_encoder != "none":
+            from idvid.text import load_text_encoder
+
+            self.text_encoder = load_text_encoder(
+                config.text_encoder, config.text_encoder_path, tc.max_text_seq_length, bb.dtype
+            )
+            text_dim = self.text_encoder.dim
+        self.text_proj = nn.Linear(text_dim, tc.text_embed_dim) if text_dim != tc.text_embed_dim else None
+
+        # Identity encoder: only the features some module reads.
+        requires = set(CONSISID_REQUIRES) if config.consisid is not None else set()
+        for c in config.injections:
+            requires |= INJECTIONS[ModelConfig.kind_of(c)].requires
+        self.id_encoder = IdentityEncoder(config.identity, requires) if requires else None
+
+        heads, head_dim = tc.num_attention_heads, tc.attention_head_dim
+        wiring = Wiring(
+            dim=heads * head_dim,
+            temb_dim=tc.time_embed_dim,
+            heads=identity_heads(heads),
+            head_dim=head_dim,
+            num_layers=tc.num_layers,
+            features=self.id_encoder.feature_shapes() if self.id_encoder is not None else {},
+            text_dim=text_dim,
+        )
+        names = [ModelConfig.kind_of(c) for c in config.injections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each injection kind may appear once, got {names}")
+        self.injections = nn.ModuleDict({n: INJECTIONS[n](c, wiring) for n, c in zip(names, config.injections, strict=True)})
+        if config.consisid is not None:
+            shapes = self.id_encoder.feature_shapes()
+            transformer = build_consisid(transformer, config.consisid, shapes["face_embedding"][1], shapes["image_tokens"][1])
+        self.transformer = transformer
+        self.attachment = attach(self.transformer, self.injections) if len(self.injections) else None
+
+        # Trainability and precision of the new parts.
+        self.transformer.requires_grad_(config.train_backbone)
+        for _, module in self._adapter_modules():
+            module.requires_grad_(True)
+        if self.id_encoder is not None and isinstance(self.id_encoder.image_encoder, ClipImageEncoder):
+            self.id_encoder.image_encoder.requires_grad_(False)
+        adapter_dtype = PRECISIONS[config.adapter_precision]
+        for module in (self.injections, self.id_encoder, self.text_proj):
+            if module is not None:
+                module.to(adapter_dtype)
+        if self.id_encoder is not None and isinstance(self.id_encoder.image_encoder, ClipImageEncoder):
+            self.id_encoder.image_encoder.to(bb.dtype)
+        if bb.gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def is_consisid(self) -> bool:
+        return self.config.consisid is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def _frozen_encoders(self) -> list[nn.Module]:
+        mods = [m for m in (self.vae, self.text_encoder) if m is not None]
+        if self.id_encoder is not None and isinstance(self.id_encoder.image_encoder, ClipImageEncoder):
+            mods.append(self.id_encoder.image_encoder)
+        return mods
+
+    def _apply(self, fn, recurse: bool = True):
+        """With `offload_frozen`, `.to(device)` leaves the frozen encoders on the CPU (moved per use)."""
+        if not recurse or not self.config.backbone.offload_frozen:
+            return super()._apply(fn, recurse)
+        skip = {id(m) for m in self._frozen_encoders()}
+
+        def visit(module: nn.Module) -> None:
+            for child in module.children():
+                if id(child) not in skip:
+                    visit(child)
+            module._apply(fn, recurse=False)
+
+        for child in self.children():
+            if id(child) not in skip:
+                visit(child)
+        return super()._apply(fn, recurse=False)
+
+    def train(self, mode: bool = True) -> IdentityVideoModel:
+        """Frozen encoders (VAE, text, CLIP) stay in eval mode whatever the model's mode."""
+        super().train(mode)
+        for module in self._frozen_encoders():
+            module.eval()
+        return self
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.transformer.enable_gradient_checkpointing()
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.transformer.disable_gradient_checkpointing()
+
+    def _adapter_modules(self) -> list[tuple[str, nn.Module]]:
+        """(state-dict prefix, module) of every new, trainable part."""
+        mods: list[tuple[str, nn.Module]] = []
+        if len(self.injections):
+            mods.append(("injections", self.injections))
+        if self.id_encoder is not None:
+            mods.append(("id_encoder", self.id_encoder))
+        if self.text_proj is not None:
+            mods.append(("text_proj", self.text_proj))
+        if self.widened:
+            mods.append(("transformer.patch_embed.proj", self.transformer.patch_embed.proj))
+        if self.is_consisid:
+            for prefix in consisid_adapter_prefixes():
+                name = prefix.rstrip(".")
+                mods.append((f"transformer.{name}", getattr(self.transformer, name)))
+        return mods
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the new weights (injections, ID encoder without a frozen CLIP, text projection, widened
+        patch embedding, ConsisID's face modules)."""
+        out: dict[str, torch.Tensor] = {}
+        for prefix, module in self._adapter_modules():
+            for key, value in module.state_dict().items():
+                if prefix == "id_encoder" and key.startswith("image_encoder.model.") and isinstance(
+                    self.id_encoder.image_encoder, ClipImageEncoder
+                ):
+                    continue
+                out[f"{prefix}.{key}"] = value
+        return out
+
+    def save_adapter(self, path: str | os.PathLike) -> Path:
+        """Write the adapter weights as safetensors (config JSON in the metadata) + the config as YAML beside."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path / ADAPTER_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.adapter_state_dict().items()}
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata={"idvid_config": json.dumps(self.config.to_dict())})
+        os.replace(tmp, path)
+        self.config.to_yaml(path.with_name(CONFIG_FILE))
+        return path
+
+    def load_adapter(self, source: str | os.PathLike | dict[str, torch.Tensor]) -> None:
+        """Load weights written by `save_adapter` (a file, its folder, or a state dict); keys must match."""
+        if isinstance(source, dict):
+            tensors = source
+        else:
+            from safetensors.torch import load_file
+
+            path = Path(source)
+            if path.is_dir():
+                path = path / ADAPTER_FILE
+            if not path.is_file():
+                raise InputError(f"{path}: no adapter weights here")
+            tensors = load_file(str(path))
+        own = self.adapter_state_dict()
+        missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+        if missing or unexpected:
+            raise InputError(
+                f"adapter does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            )
+        for key, value in tensors.items():
+            if own[key].shape != value.shape:
+                raise InputError(f"adapter tensor {key} has shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")
+        for prefix, module in self._adapter_modules():
+            sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            module.load_state_dict(sub, strict=False)
+
+    # ------------------------------------------------------------------ encoders
+    def encode_text(self, prompts: list[str], max_length: int | None = None) -> torch.Tensor:
+        """(B, L, text_embed_dim) for the backbone; L = its max_text_seq_length."""
+        if self.text_encoder is None:
+            raise InputError("this model has no text encoder (text_encoder='none'); pass text embeddings directly")
+        device = self.device
+        with _onload(self.text_encoder, device, self.config.backbone.offload_frozen):
+            emb = self.text_encoder.encode(prompts, max_length or self.transformer.config.max_text_seq_length).embeddings
+        emb = emb.to(device)
+        if self.text_proj is not None:
+            emb = self.text_proj(emb.to(self.text_proj.weight.dtype))
+        return emb.to(self.dtype)
+
+    def motion_inputs(self, action_phrases: list[str], intensity: torch.Tensor | list[float]) -> MotionInputs:
+        """Encode action phrases with the text encoder (raw width; the motion module projects them)."""
+        if self.text_encoder is None:
+            raise InputError("this model has no text encoder; build MotionInputs from your own embeddings")
+        motion = self.injections["motion"].config if "motion" in self.injections else None
+        length = motion.action_tokens if motion is not None else 16
+        with _onload(self.text_encoder, self.device, self.config.backbone.offload_frozen):
+            emb, mask = self.text_encoder.encode(action_phrases, length)
+        intensity = torch.as_tensor(intensity, dtype=torch.float32, device=self.device)
+        return MotionInputs(action_embedding=emb.to(self.device), intensity=intensity, action_mask=mask.to(self.device))
+
+    def _vae(self):
+        if self.vae is None:
+            raise InputError("this model was built without a VAE (backbone.with_vae=False)")
+        return self.vae
+
+    def encode_video(self, frames: torch.Tensor, sample: bool = False, generator=None) -> torch.Tensor:
+        """frames (B, F, 3, H, W) in [-1, 1] -> scaled latents (B, F', C, H/8, W/8), F' = (F-1)/4 + 1."""
+        vae = self._vae()
+        with _onload(vae, self.device, self.config.backbone.offload_frozen):
+            x = frames.to(device=self.device, dtype=vae.dtype).permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)
+            dist = vae.encode(x).latent_dist
+            z = dist.sample(generator) if sample else dist.mode()
+        return (z * vae.config.scaling_factor).permute(0, 2, 1, 3, 4).to(self.dtype)
+
+    def encode_reference(self, image: torch.Tensor) -> torch.Tensor:
+        """The global ID embedding: reference (B, 3, H, W) in [-1, 1], at the video's size -> (B, C, h, w)."""
+        return self.encode_video(image[:, None])[:, 0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, F, C, h, w) -> frames (B, F', 3, H, W) in [-1, 1] (differentiable)."""
+        vae = self._vae()
+        with _onload(vae, self.device, self.config.backbone.offload_frozen):
+            z = (latents / vae.config.scaling_factor).permute(0, 2, 1, 3, 4).to(vae.dtype)
+            frames = vae.decode(z).sample
+        return frames.permute(0, 2, 1, 3, 4)
+
+    def identity_features(self, id_inputs: IdentityInputs | None):
+        if id_inputs is None or self.id_encoder is None:
+            return None
+        clip = self.id_encoder.image_encoder if isinstance(self.id_encoder.image_encoder, ClipImageEncoder) else None
+        with _onload(clip, self.device, self.config.backbone.offload_frozen):
+            return self.id_encoder(id_inputs)
+
+    # ------------------------------------------------------------------ denoiser
+    def condition_latents(self, latents: torch.Tensor, reference_latent: torch.Tensor | None) -> torch.Tensor:
+        """[latents ; reference latent in frame 0, zeros elsewhere] along channels: (B, F, 2C, h, w)."""
+        if not self.config.backbone.reference_latent:
+            return latents
+        b, f, c, h, w = latents.shape
+        if reference_latent is None:
+            cond = latents.new_zeros(b, f, c, h, w)
+        else:
+            if reference_latent.shape != (b, c, h, w):
+                raise InputError(f"reference latent {tuple(reference_latent.shape)} does not match latents {(b, c, h, w)}")
+            cond = torch.cat([reference_latent[:, None].to(latents.dtype), latents.new_zeros(b, f - 1, c, h, w)], dim=1)
+        return torch.cat([latents, cond], dim=2)
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor | int,
+        text_emb: torch.Tensor,
+        id_inputs: IdentityInputs | None = None,
+        motion: MotionInputs | None = None,
+    ) -> torch.Tensor:
+        """The backbone's prediction (per the scheduler's prediction type) for noisy `latents` (B, F, C, h, w).
+
+        `id_inputs=None` (and `motion=None`) is the unconditional branch: no identity module adds anything.
+        """
+        b = latents.shape[0]
+        x = self.condition_latents(latents.to(self.dtype), id_inputs.reference_latent if id_inputs is not None else None)
+        t = torch.as_tensor(timestep, device=x.device)
+        t = t.reshape(1).expand(b) if t.numel() == 1 else t.reshape(b)
+        tc = self.transformer.config
+        grid = token_grid(tc, x.shape)
+        rope = rotary_embeddings(tc, grid, x.device)
+        features = self.identity_features(id_inputs)
+        kwargs: dict[str, Any] = dict(
+            hidden_states=x, encoder_hidden_states=text_emb.to(self.dtype), timestep=t, image_rotary_emb=rope, return_dict=False
+        )
+        if self.is_consisid:
+            return self._consisid_forward(kwargs, features)
+        if tc.get("ofs_embed_dim"):
+            kwargs["ofs"] = x.new_full((1,), 2.0)  # as diffusers' CogVideoX 1.5 I2V pipeline
+        if len(self.injections):
+            cond = {name: inj.prepare(features, motion) for name, inj in self.injections.items()}
+            kwargs["attention_kwargs"] = {CONTEXT_KEY: InjectionContext(cond=cond, grid=grid)}
+        return self.transformer(**kwargs)[0]
+
+    def _consisid_forward(self, kwargs: dict[str, Any], features) -> torch.Tensor:
+        if features is None or features.face_embedding is None or features.image_tokens is None:
+            self.transformer.is_train_face = False  # unconditional: the bare backbone
+            try:
+                return self.transformer(**kwargs)[0]
+            finally:
+                self.transformer.is_train_face = True
+        return self.transformer(
+            **kwargs, id_cond=features.face_embedding, id_vit_hidden=[features.image_tokens]
+        )[0]
+
+    # ------------------------------------------------------------------ analysis
+    def flops(self, batch: int, latent_shape: tuple[int, int, int], text_tokens: int | None = None) -> dict[str, int]:
+        """Analytic forward FLOPs for latents of (frames, h, w): backbone and identity layers apart.
+
+        The per-call encoders (ID encoder, Eq. 2 fusion, ConsisID's extractor) run once per call on the
+        reference only; they are excluded."""
+        tc = self.transformer.config
+        grid = token_grid(tc, (batch, latent_shape[0], 0, latent_shape[1], latent_shape[2]))
+        out = {"backbone": backbone_flops(tc, batch, grid, text_tokens)}
+        if self.is_consisid:
+            out["consisid"] = consisid_layer_flops(self.transformer, batch, grid)
+        for name, inj in self.injections.items():
+            out[name] = inj.layer_flops(batch, grid)
+        return out
+
+    # ------------------------------------------------------------------ whole-model checkpoints
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """config YAML + transformer/ + vae/ (diffusers folders) + adapter.safetensors; reload with
+        `IdentityVideoModel.from_pretrained(folder)`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        transformer = self.transformer
+        if self.is_consisid:  # store the backbone part as the plain CogVideoX it was built from
+            from diffusers import CogVideoXTransformer3DModel
+
+            keys = set(inspect.signature(CogVideoXTransformer3DModel.__init__).parameters)
+            transformer = CogVideoXTransformer3DModel(**{k: v for k, v in transformer.config.items() if k in keys})
+            transformer.load_state_dict(self.transformer.state_dict(), strict=False)
+        transformer.save_pretrained(folder / "transformer")
+        if self.vae is not None:
+            self.vae.save_pretrained(folder / "vae")
+        self.save_adapter(folder / ADAPTER_FILE)
+        cfg = ModelConfig.from_dict(self.config.to_dict())
+        cfg.backbone.path = "."
+        cfg.to_yaml(folder / CONFIG_FILE)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, **overrides: Any) -> IdentityVideoModel:
+        folder = Path(folder)
+        if not (folder / CONFIG_FILE).is_file():
+            raise InputError(f"{folder}: no {CONFIG_FILE} here (not an idvid model folder)")
+        cfg = ModelConfig.from_yaml(folder / CONFIG_FILE)
+        cfg.backbone.path = str(folder)
+        for key, value in overrides.items():
+            setattr(cfg, key, value)
+        model = cls(cfg)
+        model.load_adapter(folder / ADAPTER_FILE)
+        return model
+
+
+def build_model(config: ModelConfig | str = "tiny", variant: str = "moca", **overrides: Any) -> IdentityVideoModel:
+    """An `IdentityVideoModel` from a config or a preset name ("tiny"); `variant` picks the identity path."""
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"unknown preset {config!r}; known: {sorted(PRESETS)}")
+        config = PRESETS[config](variant, **overrides)
+    return IdentityVideoModel(config)
