@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("idvid.evaluate.cli:evaluate", "Score videos: face similarity and identity consistency."),
     "faces": ("idvid.faces.cli:faces", "Analyse the faces in an image or video (detect, pose, embed)."),
     "curate": ("idvid.data.cli:curate", "Turn raw videos into an identity-video training set."),
+    "train": ("idvid.train.cli:train", "Train a model (identity video model, tiny VAE) with exact resume."),
     "bench": ("idvid.bench.cli:bench", "Benchmarks (overhead of identity modules, curation throughput)."),
 }
 

@@ -1,0 +1,351 @@
+"""Training the identity video model (`idvid.models.IdentityVideoModel`) on identity-video clips.
+
+Per micro-batch (shapes for B clips of T frames, latents (B, F', C, h, w)):
+
+    1. latents Z̃0 = VAE(frames) and the reference latent (global ID) — or both read from the latent cache
+    2. text: prompts (dropped to "" with p = text_dropout per clip); identity: SFace embedding + aligned
+       face crop + reference latent (the whole identity dropped with p = id_dropout, which trains the
+       unconditional branch classifier-free guidance needs); motion: action phrase + motion intensity
+    3. t ~ U[0, T), ε ~ N(0, I), Z_t = scheduler.add_noise(Z̃0, ε, t); the model predicts the scheduler's
+       target (v for CogVideoX)
+    4. losses (idvid.objectives):
+         diff      = ‖target − pred‖²  (region-aware, seed 002 Eq. 10, when `region_aware`)
+         face/back = latent video perceptual loss (seed 000 Eqs. 8, 10) on x̂0 with the face mask
+         id        = ID-consistency (seed 002 Eq. 4) on decoded x̂0 face crops (needs a trained
+                     differentiable face embedder, `face_embedder`)
+         loss      = diff + α face + β back + λ_id id
+
+All draws (t, ε, dropouts, VAE sampling) come from the step's generator, so a resumed run repeats them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from idvid.errors import InputError
+from idvid.train.config import TaskConfig, TrainConfig, _check, merge
+from idvid.train.task import StepContext, TrainTask, ValidationContext
+
+# CogVideoX-5b's training noise schedule (its scheduler_config.json), used unless the backbone folder
+# has its own `scheduler/` or `task.scheduler` overrides it.
+DEFAULT_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+    "snr_shift_scale": 1.0,
+    "clip_sample": False,
+    "set_alpha_to_one": True,
+}
+VALIDATION_TIMESTEPS = (50, 250, 500, 750, 950)
+
+
+@dataclass
+class IdentityTaskConfig(TaskConfig):
+    kind: str = "identity"
+    model: str = "tiny"  # "tiny" (preset), a folder saved by IdentityVideoModel.save_pretrained, or a CogVideoX folder
+    variant: str = "moca"  # identity path: none | plain_ca | moca | mofe | motioncharacter | consisid
+    motion: bool = False  # add the Motion Control Module when the variant has none
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields (nested mappings merge)
+    vae_path: str | None = None  # a diffusers AutoencoderKLCogVideoX folder replacing the preset's VAE
+    scheduler: dict[str, Any] = field(default_factory=dict)  # CogVideoXDDIMScheduler config overrides
+    perceptual_alpha: float = 2.0  # α of L_face (0: off)
+    perceptual_beta: float = 0.5  # β of L_back (0: off)
+    region_aware: bool = False  # region-aware diffusion loss (needs data.flow_maps)
+    id_loss_weight: float = 0.0  # λ of the ID-consistency loss (0: off; needs face_embedder)
+    face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder
+    text_dropout: float = 0.05
+    id_dropout: float = 0.05
+    vae_sample: bool = False  # sample the VAE posterior (True) or take its mode
+
+    def __post_init__(self) -> None:
+        from idvid.models.model import VARIANTS
+
+        _check(self.variant in VARIANTS, "task.variant", f"must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.model != "tiny":
+            _check(Path(self.model).is_dir(), "task.model", f"{self.model}: not a preset ('tiny') and no such folder")
+        if self.vae_path is not None:
+            _check(Path(self.vae_path, "config.json").is_file(), "task.vae_path", f"{self.vae_path}: no config.json")
+        for name in ("perceptual_alpha", "perceptual_beta", "id_loss_weight"):
+            _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
+        for name in ("text_dropout", "id_dropout"):
+            _check(0 <= getattr(self, name) < 1, f"task.{name}", f"must be in [0, 1), got {getattr(self, name)}")
+        if self.id_loss_weight > 0:
+            _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
+        if self.face_embedder is not None:
+            _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
+
+
+def _uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    return x.movedim(-1, -3).float() / 127.5 - 1
+
+
+def model_config_for(task: IdentityTaskConfig, train_mode: str):
+    """The `ModelConfig` a task config describes (without building the model)."""
+    from idvid.models import ModelConfig, MotionControlConfig, cogvideox_config, tiny_config
+
+    if task.model == "tiny":
+        cfg = tiny_config(task.variant)
+    elif Path(task.model, "model_config.yaml").is_file():
+        cfg = ModelConfig.from_yaml(Path(task.model, "model_config.yaml"))
+        cfg.backbone.path = str(Path(task.model))
+    else:
+        cfg = cogvideox_config(str(task.model), task.variant)
+    if task.motion and not any(isinstance(c, MotionControlConfig) for c in cfg.injections):
+        cfg.injections.append(MotionControlConfig())
+    d = merge(cfg.to_dict(), {"train_backbone": train_mode == "full"})
+    d = merge(d, task.model_overrides)
+    try:
+        return ModelConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"config task.model_overrides: {exc}") from exc
+
+
+class IdentityVideoTask(TrainTask):
+    config_class = IdentityTaskConfig
+
+    def __init__(self, config: TrainConfig):
+        super().__init__(config)
+        from diffusers import CogVideoXDDIMScheduler
+
+        from idvid.models import IdentityVideoModel
+        from idvid.objectives import LatentVideoPerceptualLoss
+
+        c: IdentityTaskConfig = config.task
+        self.c = c
+        if c.id_loss_weight > 0:
+            from idvid.train.vae_task import decodes_to_same_length
+
+            if not decodes_to_same_length(config.data.frames):
+                raise InputError(f"config data.frames: the ID-consistency loss decodes x̂0, and the VAE decodes "
+                                 f"{config.data.frames} frames back to a different count; use 9, 17, 25, ... frames")
+        if c.region_aware and not config.data.flow_maps:
+            raise InputError("config task.region_aware: needs data.flow_maps=true (the loss weights by foreground flow)")
+        mcfg = model_config_for(c, config.train_mode)
+        if mcfg.text_encoder == "none":
+            raise InputError("config task.model_overrides: training needs a text encoder (text_encoder minilm or t5)")
+        self.model = IdentityVideoModel(mcfg)
+        if Path(c.model, "adapter.safetensors").is_file():
+            self.model.load_adapter(Path(c.model))
+        if c.vae_path is not None:
+            self._replace_vae(c.vae_path)
+        if self.model.vae is None:
+            raise InputError("config task.model_overrides: training needs the VAE (backbone.with_vae=true)")
+
+        sched = dict(DEFAULT_SCHEDULER)
+        folder = Path(mcfg.backbone.path or "", "scheduler", "scheduler_config.json")
+        if mcfg.backbone.path and folder.is_file():
+            sched = {k: v for k, v in json.loads(folder.read_text()).items() if not k.startswith("_")}
+        self.scheduler = CogVideoXDDIMScheduler.from_config({**sched, **c.scheduler})
+        self.perceptual = None
+        if c.perceptual_alpha > 0 or c.perceptual_beta > 0:
+            self.perceptual = LatentVideoPerceptualLoss.from_vae(
+                self.model.vae, alpha=c.perceptual_alpha, beta=c.perceptual_beta,
+                num_train_timesteps=self.scheduler.config.num_train_timesteps)
+        self.face_embedder = None
+        if c.id_loss_weight > 0:
+            from idvid.models.face_embedder import load_face_embedder
+
+            self.face_embedder = load_face_embedder(c.face_embedder).requires_grad_(False)
+        self._validation_set: Dataset | None = None
+
+    def _replace_vae(self, path: str) -> None:
+        from diffusers import AutoencoderKLCogVideoX
+
+        vae = AutoencoderKLCogVideoX.from_pretrained(path, local_files_only=True,
+                                                     torch_dtype=self.model.config.backbone.dtype)
+        if vae.config.latent_channels != self.model.latent_channels:
+            raise InputError(f"config task.vae_path: {path} has {vae.config.latent_channels} latent channels, "
+                             f"the model expects {self.model.latent_channels}")
+        self.model.vae = vae.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> IdentityVideoTask:
+        super().train(mode)
+        for frozen in (self.model.vae, self.model.text_encoder, self.face_embedder):
+            if frozen is not None:
+                frozen.eval()  # frozen parts stay in eval mode (dropout, batch-norm statistics)
+        return self
+
+    def named_trainable_parameters(self):
+        return [(n, p) for n, p in self.model.named_parameters(prefix="model") if p.requires_grad]
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.model.enable_gradient_checkpointing()
+
+    # -- data
+    def train_dataset(self) -> Dataset:
+        from idvid.train.dataset import LatentStore, build_dataset, cache_root
+
+        cfg = self.run_config
+        ds = build_dataset(cfg.data, cfg.run_dir, "train", cfg.seed, progress=cfg.log.progress)
+        if cfg.data.cache_latents:
+            store = LatentStore(cache_root(cfg.data, cfg.run_dir) / f"latents-{self.latent_fingerprint()}")
+            device = next(self.model.transformer.parameters()).device
+            self.model.to(device)
+            store.ensure(ds, self._encode, cfg.data.num_workers, progress=cfg.log.progress)
+            ds.latents = store
+        return ds
+
+    def latent_fingerprint(self) -> str:
+        """Names a latent cache: the VAE's weights and the data settings that change the latents."""
+        import hashlib
+
+        h = hashlib.sha1()
+        for key, value in sorted(self.model.vae.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().float().cpu().numpy().tobytes())
+        d = self.run_config.data
+        h.update(json.dumps([d.source, str(d.path), d.size, d.frames, d.flow_maps, self.run_config.seed,
+                             self.c.vae_sample]).encode())
+        return h.hexdigest()[:16]
+
+    @torch.no_grad()
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_video(frames.to(self.model.device))
+
+    def collate(self, items):
+        from idvid.train.dataset import collate
+
+        return collate(items)
+
+    # -- losses
+    def _inputs(self, batch: dict[str, Any], ctx: StepContext):
+        """(Z̃0, reference latent, latent face mask, latent region weights or None)."""
+        from idvid.objectives import latent_mask, latent_region_weights
+
+        if "latents" in batch:
+            return (batch["latents"].to(self.model.dtype), batch["reference_latent"].to(self.model.dtype),
+                    batch["latent_mask"].float(), batch.get("latent_region"))
+        with torch.no_grad():
+            frames = _uint8_to_unit(batch["frames"])  # (B, T, 3, H, W)
+            z = self.model.encode_video(frames, sample=self.c.vae_sample, generator=ctx.generator)
+            ref = self.model.encode_reference(_uint8_to_unit(batch["reference"]))  # (B, C, h, w)
+        grid = (z.shape[1], z.shape[3], z.shape[4])
+        mask = latent_mask(batch["face_mask"], grid)
+        region = latent_region_weights(batch["flow_fg"], grid) if "flow_fg" in batch else None
+        return z, ref, mask, region
+
+    def compute_losses(self, batch: dict[str, Any], ctx: StepContext, timesteps: torch.Tensor | None = None,
+                       use_identity: bool | None = None) -> dict[str, torch.Tensor]:
+        from idvid.models import IdentityInputs
+        from idvid.objectives import (
+            crop_faces,
+            diffusion_loss,
+            id_consistency_loss,
+            noise_batch,
+            predict_x0,
+            region_aware_loss,
+        )
+
+        c, model, g = self.c, self.model, ctx.generator
+        z0, ref_latent, mask, region = self._inputs(batch, ctx)
+        b = z0.shape[0]
+        # conditioning dropouts (training only), drawn from the step's generator
+        prompts = list(batch["prompt"])
+        if ctx.training:
+            drop_text = torch.rand(b, generator=g) < c.text_dropout
+            prompts = ["" if d else p for p, d in zip(prompts, drop_text.tolist(), strict=True)]
+            drop_id = bool(torch.rand((), generator=g) < c.id_dropout)
+        else:
+            drop_id = False
+        if use_identity is not None:
+            drop_id = not use_identity
+        text = model.encode_text(prompts)
+        ids = None if drop_id else IdentityInputs(
+            face_embedding=batch["face_embedding"].float(),
+            face_crop=_uint8_to_unit(batch["face_crop"]),
+            reference_latent=ref_latent,
+        )
+        motion = model.motion_inputs(list(batch["action_phrase"]), batch["motion_intensity"]) \
+            if "motion" in model.injections else None
+
+        noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
+        pred = model(noised.noisy, noised.timesteps, text, ids, motion)
+
+        losses: dict[str, torch.Tensor] = {}
+        if c.region_aware and region is not None:
+            diff = region_aware_loss(pred, noised.target, region)
+        else:
+            diff = diffusion_loss(pred, noised.target)
+        total = diff
+        losses["diff"] = diff.detach()
+        x0_hat = None
+        if self.perceptual is not None:
+            x0_hat = predict_x0(self.scheduler, noised.noisy, pred.float(), noised.timesteps)
+            terms = self.perceptual(x0_hat, z0.float(), mask, noised.timesteps)
+            total = total + terms.total
+            losses["face"], losses["back"] = terms.face.detach(), terms.back.detach()
+        if self.face_embedder is not None:
+            if x0_hat is None:
+                x0_hat = predict_x0(self.scheduler, noised.noisy, pred.float(), noised.timesteps)
+            frames = model.decode(x0_hat)  # (B, T', 3, H, W)
+            boxes = batch["face_boxes"]
+            n = min(frames.shape[1], boxes.shape[1])
+            crops = crop_faces(frames[:, :n].float(), boxes[:, :n])
+            id_loss = id_consistency_loss(self.face_embedder, crops, _uint8_to_unit(batch["face_crop"]))
+            total = total + c.id_loss_weight * id_loss
+            losses["id"] = id_loss.detach()
+        losses["loss"] = total
+        return losses
+
+    # -- validation
+    def validation_set(self) -> Dataset:
+        from idvid.train.dataset import build_dataset
+
+        if self._validation_set is None:
+            cfg = self.run_config
+            self._validation_set = build_dataset(cfg.data, cfg.run_dir, "validation", cfg.seed,
+                                                 num_validation=cfg.validation.num_samples, progress=False)
+        return self._validation_set
+
+    @torch.no_grad()
+    def validate(self, ctx: ValidationContext) -> dict[str, float]:
+        """Loss on validation identities (seeds in [1e6, 2e6), never trained on) at fixed timesteps and
+        fixed noise, with the identity and without it: `val_id_gain` = loss(no id) − loss(id) > 0 means the
+        model uses the reference."""
+        from idvid.train.dataset import collate
+
+        self.eval()
+        ds = self.validation_set()
+        device = ctx.accelerator.device
+        sums: dict[str, float] = {}
+        for i in range(len(ds)):
+            item = collate([ds[(0, i)]] * len(VALIDATION_TIMESTEPS))
+            batch = self.move_batch(item, device)
+            t = torch.tensor(VALIDATION_TIMESTEPS, device=device)
+            for tag, use_id in (("", True), ("_noid", False)):
+                sc = StepContext(step=ctx.step, micro=i, generator=ctx.generator(salt=i), device=device, training=False)
+                losses = self.compute_losses(batch, sc, timesteps=t, use_identity=use_id)
+                for k, v in losses.items():
+                    sums[f"val_{k}{tag}"] = sums.get(f"val_{k}{tag}", 0.0) + float(v) / len(ds)
+        sums["val_id_gain"] = sums["val_diff_noid"] - sums["val_diff"]
+        return sums
+
+    # -- export
+    def export(self, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write a model folder (IdentityVideoModel.save_pretrained + scheduler/), with `weights` (e.g. the
+        EMA) loaded into the trainable parameters for the save."""
+        folder = Path(folder)
+        named = self.named_trainable_parameters()
+        swap = contextlib.nullcontext()
+        if weights is not None:
+            from idvid.train.ema import EMA
+
+            ema = EMA(named)
+            ema.load_state_dict(weights, 0)
+            swap = ema.swapped_in(named)
+        with swap:
+            self.model.save_pretrained(folder)
+        self.scheduler.save_pretrained(folder / "scheduler")
+        return folder

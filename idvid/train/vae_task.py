@@ -1,0 +1,183 @@
+"""Training the video VAE (diffusers `AutoencoderKLCogVideoX`) on identity-video clips.
+
+The tiny laptop model needs its own VAE: a random one gives the denoiser meaningless latents. This task
+trains one on the same clips the identity model sees (rendered or pre-rendered, training identities only):
+
+    posterior = E(x);  z ~ posterior (from the step's generator);  x̂ = D(z)
+    l1   = mean |x̂ − x| · (1 + face_weight · M)      M = the face mask: faces are what must survive
+    kl   = mean ½ (μ² + σ² − 1 − log σ²)
+    loss = l1_weight · l1 + mse_weight · mean (x̂ − x)² + kl_weight · kl
+
+On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
+and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
+`task.vae_path` of the identity task (or `BackboneConfig`) reads.
+
+CogVideoX's decoder restores 4k + 1 frames only for even k (it decodes latent frames in pairs), so the
+clips must have 1, 9, 17, 25, ... frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from idvid.errors import InputError
+from idvid.train.config import TaskConfig, TrainConfig, _check
+from idvid.train.task import StepContext, TrainTask, ValidationContext
+
+
+def decodes_to_same_length(frames: int) -> bool:
+    """Whether CogVideoX's VAE decodes the latents of `frames` frames back to `frames` frames."""
+    return frames == 1 or (frames % 4 == 1 and ((frames - 1) // 4) % 2 == 0)
+
+
+@dataclass
+class VAETaskConfig(TaskConfig):
+    kind: str = "vae"
+    vae: dict[str, Any] = field(default_factory=dict)  # overrides of idvid.models.tiny_vae_config()
+    init: str | None = None  # start from this diffusers AutoencoderKLCogVideoX folder instead
+    l1_weight: float = 1.0
+    mse_weight: float = 0.0
+    kl_weight: float = 1e-6
+    face_weight: float = 1.0  # extra L1 weight on face pixels
+
+    def __post_init__(self) -> None:
+        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight"):
+            _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _check(self.l1_weight + self.mse_weight > 0, "task.l1_weight", "l1_weight or mse_weight must be > 0")
+        if self.init is not None:
+            _check(Path(self.init, "config.json").is_file(), "task.init", f"{self.init}: no config.json")
+
+
+def _to_video(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> float (B, 3, T, H, W) in [-1, 1]."""
+    return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), optionally over `mask` only."""
+    err = (a.float() - b.float()).square()
+    if mask is not None:
+        m = mask.float().expand_as(err)
+        mse = (err * m).sum() / m.sum().clamp_min(1)
+    else:
+        mse = err.mean()
+    return float(10 * torch.log10(4.0 / mse.clamp_min(1e-10)))
+
+
+class VAETask(TrainTask):
+    config_class = VAETaskConfig
+    find_unused_parameters = False
+
+    def __init__(self, config: TrainConfig):
+        super().__init__(config)
+        from diffusers import AutoencoderKLCogVideoX
+
+        from idvid.models import tiny_vae_config
+
+        c: VAETaskConfig = config.task
+        self.c = c
+        if not decodes_to_same_length(config.data.frames):
+            raise InputError(f"config data.frames: the VAE decodes {config.data.frames} frames back to a different "
+                             "count; use 1, 9, 17, 25, 33, 41 or 49")
+        if config.data.cache_latents:
+            raise InputError("config data.cache_latents: the VAE task trains the encoder; it cannot use cached latents")
+        if c.init is not None:
+            self.vae = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True)
+        else:
+            try:
+                self.vae = AutoencoderKLCogVideoX.from_config({**tiny_vae_config(), **c.vae})
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"config task.vae: {exc}") from exc
+        if config.train_mode == "adapter":  # nothing new to adapt: train the decoder only
+            self.vae.encoder.requires_grad_(False)
+            if getattr(self.vae, "quant_conv", None) is not None:
+                self.vae.quant_conv.requires_grad_(False)
+        self._validation_set: Dataset | None = None
+
+    def enable_gradient_checkpointing(self) -> None:
+        self.vae.enable_gradient_checkpointing()
+
+    def train_dataset(self) -> Dataset:
+        from idvid.train.dataset import build_dataset
+
+        cfg = self.run_config
+        return build_dataset(cfg.data, cfg.run_dir, "train", cfg.seed, progress=cfg.log.progress, references=False)
+
+    def collate(self, items):
+        from idvid.train.dataset import collate
+
+        return collate(items)
+
+    def reconstruct(self, frames: torch.Tensor, generator: torch.Generator | None, sample: bool = True):
+        x = _to_video(frames)  # (B, 3, T, H, W)
+        posterior = self.vae.encode(x).latent_dist
+        z = posterior.sample(generator) if sample else posterior.mode()
+        rec = self.vae.decode(z).sample[:, :, : x.shape[2]]
+        return x, rec, posterior
+
+    def compute_losses(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
+        c = self.c
+        x, rec, post = self.reconstruct(batch["frames"], ctx.generator, sample=ctx.training)
+        weight = 1 + c.face_weight * batch["face_mask"].float()[:, None]  # (B, 1, T, H, W)
+        l1 = ((rec.float() - x).abs() * weight).mean() / weight.mean()
+        mse = (rec.float() - x).square().mean()
+        kl = 0.5 * (post.mean.float().square() + post.var.float() - 1 - post.logvar.float()).mean()
+        loss = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
+        return {"loss": loss, "l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+
+    def validation_set(self) -> Dataset:
+        from idvid.train.dataset import build_dataset
+
+        if self._validation_set is None:
+            cfg = self.run_config
+            self._validation_set = build_dataset(cfg.data, cfg.run_dir, "validation", cfg.seed,
+                                                 num_validation=cfg.validation.num_samples, progress=False,
+                                                 references=False)
+        return self._validation_set
+
+    @torch.no_grad()
+    def validate(self, ctx: ValidationContext) -> dict[str, float]:
+        """Reconstruction PSNR (whole frame and face region) on validation identities, posterior mode."""
+        from idvid.train.dataset import collate
+
+        self.eval()
+        ds, device = self.validation_set(), ctx.accelerator.device
+        out = {"val_psnr": 0.0, "val_psnr_face": 0.0, "val_latent_std": 0.0}
+        for i in range(len(ds)):
+            batch = self.move_batch(collate([ds[(0, i)]]), device)
+            x, rec, post = self.reconstruct(batch["frames"], None, sample=False)
+            out["val_psnr"] += psnr(rec, x) / len(ds)
+            out["val_psnr_face"] += psnr(rec, x, batch["face_mask"][:, None]) / len(ds)
+            out["val_latent_std"] += float(post.mode().float().std()) / len(ds)
+        return out
+
+    @torch.no_grad()
+    def export(self, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> Path:
+        """`save_pretrained` of the VAE (with `weights`, e.g. the EMA), its scaling factor set to 1 / std of
+        the validation latents."""
+        import contextlib
+
+        from idvid.train.dataset import collate
+        from idvid.train.ema import EMA
+
+        named = self.named_trainable_parameters()
+        swap = contextlib.nullcontext()
+        if weights is not None:
+            ema = EMA(named)
+            ema.load_state_dict(weights, 0)
+            swap = ema.swapped_in(named)
+        with swap:
+            self.eval()
+            device = next(self.vae.parameters()).device
+            ds = self.validation_set()
+            latents = [self.vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
+                       for i in range(len(ds))]
+            std = float(torch.cat([z.flatten() for z in latents]).float().std())
+            self.vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+            self.vae.save_pretrained(Path(folder))
+        return Path(folder)

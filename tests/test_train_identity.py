@@ -1,0 +1,139 @@
+"""End to end on the real task: the tiny identity video model (MoCA + motion control) on rendered clips —
+a killed run resumes exactly, checkpoints hold the trainable weights, and the export loads as a model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from idvid.train import load_config, setup
+from idvid.train.checkpoint import latest_checkpoint
+from idvid.train.trainer import export_run, fit
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_identity_task_trains_resumes_and_exports(tmp_path):
+    overrides = [f"run_dir={tmp_path / 'run'}", "max_steps=4", "log.every=1", "log.progress=false",
+                 "data.num_identities=2", "data.clips_per_identity=1", "data.frames=5", "data.num_workers=0",
+                 "data.image_ratio=0.5", "batch_size=1", "checkpoint.every=2", "validation.every=4",
+                 "validation.num_samples=1", "optim.warmup_steps=1", "task.text_dropout=0.3", "task.id_dropout=0.3"]
+    cfg = load_config("tiny-synth-moca", overrides)
+    assert cfg.task.variant == "moca" and cfg.task.motion and cfg.train_mode == "full"
+    run = setup(cfg)
+    assert {"moca", "motion"} <= set(run.task.model.injections)
+
+    def kill_at_3(r, losses):
+        if r.step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit(run, on_step=kill_at_3)
+    first = {h["step"]: h for h in run.history}
+    assert all(math.isfinite(h["loss"]) and h["loss"] > 0 for h in first.values())
+    assert {"diff", "face", "back"} <= set(first[0])  # loss components are logged
+
+    resumed = setup(cfg)
+    assert resumed.step == 2
+    tail = fit(resumed)
+    assert [h["step"] for h in tail] == [2, 3]
+    assert abs(tail[0]["loss"] - first[2]["loss"]) <= 1e-6  # step 3 again, after the "kill"
+
+    saved = load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors"))
+    assert any(k.startswith("model.injections.moca.") for k in saved)
+    assert any(k.startswith("model.injections.motion.") for k in saved)
+    assert any(k.startswith("model.transformer.") for k in saved)  # full training of the tiny backbone
+    assert not any(".vae." in k or ".text_encoder." in k for k in saved)  # frozen parts are not checkpointed
+    log = (tmp_path / "run" / "log.jsonl").read_text()
+    assert '"kind": "val"' in log and "val_id_gain" in log
+
+    from idvid.models import IdentityVideoModel
+
+    out = export_run(resumed, tmp_path / "model")
+    model = IdentityVideoModel.from_pretrained(out)
+    assert (out / "scheduler" / "scheduler_config.json").is_file()
+    ema = resumed.ema.state_dict()
+    name = next(k for k in ema if "injections.moca" in k)
+    torch.testing.assert_close(dict(model.named_parameters())[name[len("model."):]], ema[name])
+
+
+def test_adapter_only_on_a_cogvideox_folder_with_cached_latents(tmp_path):
+    """Real-scale path on a tiny stand-in: a diffusers CogVideoX folder (text-to-video, so the patch
+    embedding is widened for the reference latent), backbone frozen, latents cached once."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+
+    from idvid.models import tiny_transformer_config, tiny_vae_config
+
+    folder = tmp_path / "cogvideox"
+    CogVideoXTransformer3DModel.from_config({**tiny_transformer_config(), "in_channels": 4}).save_pretrained(
+        folder / "transformer")
+    AutoencoderKLCogVideoX.from_config(tiny_vae_config()).save_pretrained(folder / "vae")
+    small_ids = ("{text_encoder: minilm, text_encoder_path: null, injections: [{kind: moca}], identity: "
+                 "{token_dim: 32, image_dim: 32, num_queries: 8, qformer_depth: 1, qformer_heads: 2, id_dim: 32}}")
+    cfg = load_config("cogvideox-5b-moca-adapter", [
+        f"task.model={folder}", f"task.model_overrides={small_ids}", f"run_dir={tmp_path / 'run'}",
+        "data.source=synth", "data.path=null", "data.num_identities=2", "data.clips_per_identity=1",
+        "data.frames=5", "data.size=64", "data.num_workers=0", "data.cache_latents=true", "max_steps=2",
+        "batch_size=1", "optim.accumulation=1", "checkpoint.every=2", "validation.every=0", "log.progress=false"])
+    assert cfg.train_mode == "adapter" and cfg.precision == "bf16"
+    run = setup(cfg)
+    transformer = run.task.model.transformer
+    before = {k: v.clone() for k, v in transformer.state_dict().items()}
+    hist = fit(run)
+    assert all(math.isfinite(h["loss"]) for h in hist)
+    changed = [k for k, v in transformer.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed == ["patch_embed.proj.weight"]  # only the widened (new) input channels' layer trains
+    saved = load_file(str(latest_checkpoint(tmp_path / "run") / "model.safetensors"))
+    assert {k.split(".")[1] for k in saved} == {"injections", "id_encoder", "transformer"}
+    assert all(k.startswith("model.transformer.patch_embed.") for k in saved if ".transformer." in k)
+    assert list((tmp_path / "run" / "cache").glob("latents-*/latents-*.safetensors"))
+
+
+def test_vae_task_trains_and_exports_a_normalised_vae(tmp_path):
+    from diffusers import AutoencoderKLCogVideoX
+
+    from idvid.errors import InputError
+    from idvid.train.vae_task import decodes_to_same_length
+
+    assert [f for f in range(1, 50) if decodes_to_same_length(f)] == [1, 9, 17, 25, 33, 41, 49]
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=2", "batch_size=1", "data.num_identities=2",
+              "data.clips_per_identity=1", "data.num_workers=0", "validation.every=2", "validation.num_samples=1",
+              "checkpoint.every=2", "log.progress=false"]
+    with pytest.raises(InputError, match="decodes 13 frames back to a different count"):
+        setup(load_config("tiny-synth-vae", [*common, "data.frames=13"]))
+    run = setup(load_config("tiny-synth-vae", [*common, "data.frames=9"]))
+    hist = fit(run)
+    assert all(math.isfinite(h["loss"]) and {"l1", "kl"} <= set(h) for h in hist)
+    assert "val_psnr_face" in (tmp_path / "run" / "log.jsonl").read_text()
+    out = export_run(run, tmp_path / "vae")
+    vae = AutoencoderKLCogVideoX.from_pretrained(out)
+    assert (out / "diffusion_pytorch_model.safetensors").is_file()
+    # the exported scaling factor normalises the (EMA) VAE's latents of the validation clips to unit std
+    from idvid.train.dataset import collate
+    from idvid.train.vae_task import _to_video
+
+    frames = collate([run.task.validation_set()[(0, 0)]])["frames"]
+    with torch.no_grad():
+        z = vae.encode(_to_video(frames)).latent_dist.mode()
+    assert float(z.std()) * vae.config.scaling_factor == pytest.approx(1.0, rel=1e-4)
+    # ... and the identity model trains on top of it (task.vae_path)
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'moca'}", f"task.vae_path={out}", "max_steps=1",
+                                          "batch_size=1", "data.num_identities=1", "data.clips_per_identity=1",
+                                          "data.frames=9", "data.num_workers=0", "validation.every=0",
+                                          "log.progress=false"])
+    moca = setup(cfg)
+    assert moca.task.model.vae.config.scaling_factor == vae.config.scaling_factor
+    assert math.isfinite(fit(moca)[0]["loss"])
