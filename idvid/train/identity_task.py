@@ -20,7 +20,6 @@ All draws (t, ε, dropouts, VAE sampling) come from the step's generator, so a r
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,15 +336,7 @@ class IdentityVideoTask(TrainTask):
         """Write a model folder (IdentityVideoModel.save_pretrained + scheduler/), with `weights` (e.g. the
         EMA) loaded into the trainable parameters for the save."""
         folder = Path(folder)
-        named = self.named_trainable_parameters()
-        swap = contextlib.nullcontext()
-        if weights is not None:
-            from idvid.train.ema import EMA
-
-            ema = EMA(named)
-            ema.load_state_dict(weights, 0)
-            swap = ema.swapped_in(named)
-        with swap:
+        with self.weights_swapped_in(weights):
             self.model.save_pretrained(folder)
         self.scheduler.save_pretrained(folder / "scheduler")
         return folder

@@ -92,6 +92,20 @@ class TrainTask(nn.Module):
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {n: p.detach() for n, p in self.named_trainable_parameters()}
 
+    def weights_swapped_in(self, weights: dict[str, torch.Tensor] | None):
+        """Context in which the trainable parameters hold `weights` (e.g. the EMA), restored on exit;
+        a no-op context for `None`."""
+        import contextlib
+
+        from idvid.train.ema import EMA
+
+        if weights is None:
+            return contextlib.nullcontext()
+        named = self.named_trainable_parameters()
+        ema = EMA(named)
+        ema.load_state_dict(weights, 0)
+        return ema.swapped_in(named)
+
     def load_trainable_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
         own = dict(self.named_trainable_parameters())
         missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))

@@ -160,18 +160,10 @@ class VAETask(TrainTask):
     def export(self, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> Path:
         """`save_pretrained` of the VAE (with `weights`, e.g. the EMA), its scaling factor set to 1 / std of
         the validation latents."""
-        import contextlib
 
         from idvid.train.dataset import collate
-        from idvid.train.ema import EMA
 
-        named = self.named_trainable_parameters()
-        swap = contextlib.nullcontext()
-        if weights is not None:
-            ema = EMA(named)
-            ema.load_state_dict(weights, 0)
-            swap = ema.swapped_in(named)
-        with swap:
+        with self.weights_swapped_in(weights):
             self.eval()
             device = next(self.vae.parameters()).device
             ds = self.validation_set()

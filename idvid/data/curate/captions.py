@@ -129,7 +129,7 @@ class OpenAICaptioner:
 
     def __call__(self, clip: Clip, ann: dict) -> tuple[str, str]:
         import urllib.error
-        import urllib.request
+        import urllib.request  # allowed: only the captioning endpoint the user configured, never weights
 
         content = [{"type": "text", "text": INSTRUCTION}]
         content += [{"type": "image_url", "image_url": {"url": _jpeg_data_url(f)}} for f in _frames_for_model(clip, self.p)]
