@@ -186,7 +186,9 @@ def test_blocks_without_layers_never_pass_the_context_to_diffusers(caplog):
     finally:
         diffusers_logging.disable_propagation()
     warnings = [r.getMessage() for r in caplog.records if "not expected" in r.getMessage()]
-    assert len(warnings) == 2 and all("unknown" in w for w in warnings)  # one per block, none about our context
+    # The deliberately unknown key fires (once per block; log handlers may duplicate records), and no
+    # warning is about our context: every one names only the unknown key.
+    assert warnings and all("['unknown']" in w for w in warnings)
 
 
 def test_config_round_trips_through_yaml(tmp_path):
