@@ -4,7 +4,7 @@ Aligned crops of synthetic *training* identities (seeds 0..N-1), ArcFace-margin 
 distillation from SFace; verification AUC on held-out identities (seeds >= 2,000,000) is reported and
 written into the model card. This is the command that produced idvid/assets/face_embedder/:
 
-    python scripts/train_face_embedder.py --train-identities 240 --heldout-identities 60 --epochs 12 \
+    python scripts/train_face_embedder.py --train-identities 240 --heldout-identities 60 --epochs 10 \
         --out idvid/assets/face_embedder/face_embedder.safetensors
 """
 
@@ -30,7 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-identities", type=int, default=240)
     ap.add_argument("--heldout-identities", type=int, default=60)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--out", default="idvid/assets/face_embedder/face_embedder.safetensors")
     args = ap.parse_args()
