@@ -24,14 +24,7 @@ from idvid.train.config import OptimConfig
 from idvid.train.ema import EMA
 from idvid.train.trainer import fit, lr_at
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one torch thread is ~100x faster than two on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 BASE = ["max_steps=12", "log.every=1", "log.progress=false", "optim.accumulation=2", "optim.warmup_steps=3",

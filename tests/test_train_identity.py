@@ -18,12 +18,7 @@ class Killed(Exception):
     pass
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_identity_task_trains_resumes_and_exports(tmp_path):
