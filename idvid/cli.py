@@ -16,6 +16,7 @@ from idvid.errors import IdvidError
 
 # name -> ("module:attribute", one-line help shown by `idvid --help` without importing the module)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("idvid.pipelines.cli:generate", "Generate a video of the person in a reference photo from a prompt."),
     "synth": ("idvid.synth.cli:synth", "Render clips of the procedural identity-video world."),
     "evaluate": ("idvid.evaluate.cli:evaluate", "Score videos: face similarity and identity consistency."),
     "faces": ("idvid.faces.cli:faces", "Analyse the faces in an image or video (detect, pose, embed)."),

@@ -4,13 +4,13 @@ rotation) and rejects what cannot be a photo with one `ImageError` line."""
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from idvid.errors import ImageError, InputError
+from idvid.io.atomic import publish, temp_beside
 
 # 40 megapixels: a phone photo is ~12 MP; an 8000x8000 (64 MP) image is refused instead of being
 # decoded into ~200 MB and then resized. Users can pre-shrink their photo.
@@ -84,12 +84,10 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_IMAGE_PIXELS) -> n
 def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     """Write an RGB uint8 image atomically (temp file + rename), format from the suffix."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
-    os.close(fd)
+    tmp = temp_beside(p)
     try:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(tmp)
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

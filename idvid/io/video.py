@@ -6,7 +6,6 @@ padding is not removed on reading (the stored video *is* the padded one)."""
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from idvid.errors import InputError, VideoError
+from idvid.io.atomic import publish, temp_beside
 
 
 @dataclass(frozen=True)
@@ -103,13 +103,6 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
         raise VideoError(f"{p}: cannot read video ({type(exc).__name__}: {exc})") from None
 
 
-def _atomic_target(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    return tmp
-
-
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, crf: int = 18) -> None:
     """Encode frames as H.264 mp4 (yuv420p, plays everywhere), written atomically."""
     arr = _as_frames(frames)
@@ -118,7 +111,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, crf
         arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         h, w = arr.shape[1:3]
     p = Path(path)
-    tmp = _atomic_target(p)
+    tmp = temp_beside(p)
     try:
         with av.open(tmp, mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=round(fps) if float(fps).is_integer() else fps)
@@ -129,7 +122,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0, crf
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -139,12 +132,12 @@ def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -> 
     """Write an looping animated GIF, atomically."""
     arr = _as_frames(frames)
     p = Path(path)
-    tmp = _atomic_target(p)
+    tmp = temp_beside(p)
     try:
         images = [Image.fromarray(f) for f in arr]
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=max(1, round(1000 / fps)), loop=0, optimize=False)
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

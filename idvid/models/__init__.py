@@ -10,7 +10,14 @@ See `docs/models.md` for the equations each module implements and the decisions 
 are silent.
 """
 
-from idvid.models.backbone import BackboneConfig, backbone_flops, tiny_transformer_config, tiny_vae_config
+from idvid.models.backbone import (
+    BackboneConfig,
+    backbone_flops,
+    laptop_transformer_config,
+    laptop_vae_config,
+    tiny_transformer_config,
+    tiny_vae_config,
+)
 from idvid.models.baselines import ConsisIDConfig, PlainCrossAttentionConfig, PlainIdCrossAttention
 from idvid.models.encoders import IdentityEncoder, IdentityEncoderConfig, IdentityFeatures, IdentityInputs
 from idvid.models.id_adapter import IdAdapter, IdAdapterConfig
@@ -23,6 +30,7 @@ from idvid.models.model import (
     ModelConfig,
     build_model,
     cogvideox_config,
+    laptop_config,
     tiny_config,
 )
 from idvid.models.mofe import MoFE, MoFEConfig
@@ -34,5 +42,6 @@ __all__ = [
     "Injection", "InjectionContext", "MoCA", "MoCAConfig", "MoFE", "MoFEConfig", "ModelConfig", "MotionControl",
     "MotionControlConfig", "MotionInputs", "PlainCrossAttentionConfig", "PlainIdCrossAttention", "attach",
     "backbone_flops", "build_model", "cogvideox_config", "detach", "temporal_broadcast", "temporal_pool",
-    "tiny_config", "tiny_transformer_config", "tiny_vae_config",
+    "tiny_config", "tiny_transformer_config", "tiny_vae_config", "laptop_config",
+    "laptop_transformer_config", "laptop_vae_config",
 ]  # fmt: skip

@@ -50,6 +50,45 @@ def tiny_transformer_config(latent_channels: int = 4, text_dim: int = 384) -> di
     )
 
 
+def laptop_transformer_config(patch_size: int = 4, num_layers: int = 6, heads: int = 4, head_dim: int = 32,
+                              text_dim: int = 384) -> dict[str, Any]:
+    """The bundled default model's CogVideoX transformer: 17 frames of 128x128 pixels are 5x32x32 latents
+    (`laptop_vae_config`), cut into patch_size^2 patches: 5x8x8 = 320 tokens at the default 4 (a 2-pixel
+    patch, 1,280 tokens, trains 3.5x slower per step on the 2-core CPU: docs/training.md)."""
+    return dict(
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        in_channels=16,
+        out_channels=8,
+        time_embed_dim=128,
+        text_embed_dim=text_dim,
+        num_layers=num_layers,
+        sample_width=32,
+        sample_height=32,
+        sample_frames=17,
+        patch_size=patch_size,
+        temporal_compression_ratio=4,
+        max_text_seq_length=40,
+    )
+
+
+def laptop_vae_config() -> dict[str, Any]:
+    """The bundled default model's VAE: 4x spatial, 4x temporal compression, 8 latent channels, levels of
+    16/32/64 channels (1.9 M parameters): 17 frames of 128x128 -> 5x32x32 latents. A 4x (not CogVideoX's
+    8x) spatial factor keeps a 128-pixel face legible to the face recogniser after a round trip."""
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("CogVideoXDownBlock3D",) * 3,
+        up_block_types=("CogVideoXUpBlock3D",) * 3,
+        block_out_channels=(16, 32, 64),
+        latent_channels=8,
+        layers_per_block=1,
+        norm_num_groups=4,
+        temporal_compression_ratio=4,
+    )
+
+
 def tiny_vae_config(latent_channels: int = 4) -> dict[str, Any]:
     """A CogVideoX VAE with 8x spatial and 4x temporal compression and 8 channels per level."""
     return dict(

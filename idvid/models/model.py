@@ -175,7 +175,26 @@ def cogvideox_config(path: str, variant: str = "moca", text_encoder_path: str | 
     return ModelConfig(**fields)
 
 
-PRESETS = {"tiny": tiny_config}
+def laptop_config(variant: str = "moca", **overrides: Any) -> ModelConfig:
+    """The bundled default model's architecture: a 6-layer 4x32 CogVideoX on 4x-compressed latents of
+    128x128 video (`laptop_transformer_config`, `laptop_vae_config`), MiniLM text, conv ID encoder with 16 ID
+    tokens, everything trainable. Small enough to train on a 2-core CPU and to sample in seconds."""
+    from idvid.models.backbone import laptop_transformer_config, laptop_vae_config
+
+    identity = IdentityEncoderConfig(token_dim=64, image_dim=64, num_queries=16, qformer_depth=1, qformer_heads=4, id_dim=64)
+    injections = variant_injections(variant)
+    for c in injections:
+        for name, value in (("fusion_dim", 64), ("fusion_heads", 4), ("context_dim", 64), ("action_tokens", 8)):
+            if hasattr(c, name):
+                setattr(c, name, value)
+    consisid = ConsisIDConfig(lfe_depth=1, lfe_heads=4, lfe_head_dim=16, num_id_tokens=4, num_queries=16) if variant == "consisid" else None
+    backbone = BackboneConfig(transformer=laptop_transformer_config(), vae=laptop_vae_config())
+    fields = dict(backbone=backbone, identity=identity, injections=injections, consisid=consisid, train_backbone=True)
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+PRESETS = {"tiny": tiny_config, "laptop": laptop_config}
 
 
 def identity_heads(backbone_heads: int) -> int:

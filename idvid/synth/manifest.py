@@ -10,13 +10,13 @@ eye on the image's left, eye on the image's right, nose tip, mouth corner left, 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from idvid.errors import InputError
+from idvid.io.atomic import publish, temp_beside
 
 _F = pa.float32()
 MANIFEST_SCHEMA = pa.schema([
@@ -74,12 +74,10 @@ def write_manifest(path: str | os.PathLike, rows: list[dict]) -> None:
     """Write rows (dicts with exactly the schema's columns) as parquet, atomically."""
     table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".parquet")
-    os.close(fd)
+    tmp = temp_beside(p, ".parquet")
     try:
         pq.write_table(table, tmp)
-        os.replace(tmp, p)
+        publish(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -88,6 +88,9 @@ class TextEncoder(nn.Module):
 def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per weight load would drown the command line's own output
 
 
 class MiniLMTextEncoder(TextEncoder):

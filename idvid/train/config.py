@@ -122,6 +122,8 @@ class DataConfig:
     size: int = 64  # pixels (square)
     image_ratio: float = 0.0  # fraction of items that are static images (0-intensity one-frame videos)
     new_clips_each_epoch: bool = False  # source "synth": every epoch renders new clip indices of the identities
+    intensity_candidates: int = 1  # source "synth": > 1 picks each identity's clips among this many times as
+    #   many candidates so the motion-intensity histogram is flat (MotionCharacter's resampling, seed 002 §3.4)
     flow_maps: bool = False  # compute foreground optical-flow maps per clip (region-aware loss)
     validation_seed: int = TRAIN_SEED_END  # first validation identity seed (in [1e6, 2e6))
     cache_dir: str | None = None  # face-embedding / VAE-latent caches (safetensors shards); None: run_dir/cache
@@ -145,6 +147,10 @@ class DataConfig:
                f"must be in the validation range [{TRAIN_SEED_END}, {VALIDATION_SEED_END}), got {self.validation_seed}")
         _check(self.clips_per_identity >= 1, "data.clips_per_identity", f"must be >= 1, got {self.clips_per_identity}")
         _check(self.frames >= 1, "data.frames", f"must be >= 1, got {self.frames}")
+        _check(self.intensity_candidates >= 1, "data.intensity_candidates", f"must be >= 1, got {self.intensity_candidates}")
+        if self.intensity_candidates > 1:
+            _check(self.source == "synth" and not self.new_clips_each_epoch, "data.intensity_candidates",
+                   "resampling picks a fixed clip pool: it needs data.source=synth and new_clips_each_epoch=false")
         _check(self.size >= 32 and self.size % 8 == 0, "data.size", f"must be a multiple of 8 and >= 32, got {self.size}")
         _check(0.0 <= self.image_ratio <= 1.0, "data.image_ratio", f"must be in [0, 1], got {self.image_ratio}")
         _check(not (self.cache_latents and self.new_clips_each_epoch), "data.cache_latents",

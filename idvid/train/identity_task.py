@@ -4,8 +4,9 @@ Per micro-batch (shapes for B clips of T frames, latents (B, F', C, h, w)):
 
     1. latents Z̃0 = VAE(frames) and the reference latent (global ID) — or both read from the latent cache
     2. text: prompts (dropped to "" with p = text_dropout per clip); identity: SFace embedding + aligned
-       face crop + reference latent (the whole identity dropped with p = id_dropout, which trains the
-       unconditional branch classifier-free guidance needs); motion: action phrase + motion intensity
+       face crop + reference latent (the whole identity dropped with p = id_dropout per batch); with
+       p = uncond_dropout a batch drops both — the unconditional branch classifier-free guidance needs
+       (IDVideoPipeline guides text and identity together); motion: action phrase + motion intensity
     3. t ~ U[0, T), ε ~ N(0, I), Z_t = scheduler.add_noise(Z̃0, ε, t); the model predicts the scheduler's
        target (v for CogVideoX)
     4. losses (idvid.objectives):
@@ -52,7 +53,7 @@ VALIDATION_TIMESTEPS = (50, 250, 500, 750, 950)
 @dataclass
 class IdentityTaskConfig(TaskConfig):
     kind: str = "identity"
-    model: str = "tiny"  # "tiny" (preset), a folder saved by IdentityVideoModel.save_pretrained, or a CogVideoX folder
+    model: str = "tiny"  # a preset ("tiny" for tests, "laptop" for the default model), a folder saved by IdentityVideoModel.save_pretrained, or a CogVideoX folder
     variant: str = "moca"  # identity path: none | plain_ca | moca | mofe | motioncharacter | consisid
     motion: bool = False  # add the Motion Control Module when the variant has none
     model_overrides: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields (nested mappings merge)
@@ -65,19 +66,23 @@ class IdentityTaskConfig(TaskConfig):
     face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder
     text_dropout: float = 0.05
     id_dropout: float = 0.05
+    uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
     vae_sample: bool = False  # sample the VAE posterior (True) or take its mode
 
     def __post_init__(self) -> None:
         from idvid.models.model import VARIANTS
 
         _check(self.variant in VARIANTS, "task.variant", f"must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.model != "tiny":
-            _check(Path(self.model).is_dir(), "task.model", f"{self.model}: not a preset ('tiny') and no such folder")
+        from idvid.models.model import PRESETS
+
+        if self.model not in PRESETS:
+            _check(Path(self.model).is_dir(), "task.model",
+                   f"{self.model}: not a preset ({', '.join(PRESETS)}) and no such folder")
         if self.vae_path is not None:
             _check(Path(self.vae_path, "config.json").is_file(), "task.vae_path", f"{self.vae_path}: no config.json")
         for name in ("perceptual_alpha", "perceptual_beta", "id_loss_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
-        for name in ("text_dropout", "id_dropout"):
+        for name in ("text_dropout", "id_dropout", "uncond_dropout"):
             _check(0 <= getattr(self, name) < 1, f"task.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         if self.id_loss_weight > 0:
             _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
@@ -92,10 +97,11 @@ def _uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
 
 def model_config_for(task: IdentityTaskConfig, train_mode: str):
     """The `ModelConfig` a task config describes (without building the model)."""
-    from idvid.models import ModelConfig, MotionControlConfig, cogvideox_config, tiny_config
+    from idvid.models import ModelConfig, MotionControlConfig, cogvideox_config
+    from idvid.models.model import PRESETS
 
-    if task.model == "tiny":
-        cfg = tiny_config(task.variant)
+    if task.model in PRESETS:
+        cfg = PRESETS[task.model](task.variant)
     elif Path(task.model, "model_config.yaml").is_file():
         cfg = ModelConfig.from_yaml(Path(task.model, "model_config.yaml"))
         cfg.backbone.path = str(Path(task.model))
@@ -254,8 +260,10 @@ class IdentityVideoTask(TrainTask):
         prompts = list(batch["prompt"])
         if ctx.training:
             drop_text = torch.rand(b, generator=g) < c.text_dropout
-            prompts = ["" if d else p for p, d in zip(prompts, drop_text.tolist(), strict=True)]
             drop_id = bool(torch.rand((), generator=g) < c.id_dropout)
+            if c.uncond_dropout > 0 and bool(torch.rand((), generator=g) < c.uncond_dropout):
+                drop_text[:], drop_id = True, True
+            prompts = ["" if d else p for p, d in zip(prompts, drop_text.tolist(), strict=True)]
         else:
             drop_id = False
         if use_identity is not None:

@@ -44,10 +44,15 @@ class VAETaskConfig(TaskConfig):
     mse_weight: float = 0.0
     kl_weight: float = 1e-6
     face_weight: float = 1.0  # extra L1 weight on face pixels
+    preset: str = "tiny"  # the VAE config task.vae overrides: "tiny" (tests) or "laptop" (the default model)
+    crop: int | None = None  # train on random crop x crop windows of the clips (a convolutional VAE generalises)
 
     def __post_init__(self) -> None:
         for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
+        _check(self.preset in ("tiny", "laptop"), "task.preset", f"must be 'tiny' or 'laptop', got {self.preset!r}")
+        if self.crop is not None:
+            _check(self.crop >= 8 and self.crop % 8 == 0, "task.crop", f"must be a multiple of 8, got {self.crop}")
         _check(self.l1_weight + self.mse_weight > 0, "task.l1_weight", "l1_weight or mse_weight must be > 0")
         if self.init is not None:
             _check(Path(self.init, "config.json").is_file(), "task.init", f"{self.init}: no config.json")
@@ -77,7 +82,7 @@ class VAETask(TrainTask):
         super().__init__(config)
         from diffusers import AutoencoderKLCogVideoX
 
-        from idvid.models import tiny_vae_config
+        from idvid.models.backbone import laptop_vae_config, tiny_vae_config
 
         c: VAETaskConfig = config.task
         self.c = c
@@ -86,11 +91,14 @@ class VAETask(TrainTask):
                              "count; use 1, 9, 17, 25, 33, 41 or 49")
         if config.data.cache_latents:
             raise InputError("config data.cache_latents: the VAE task trains the encoder; it cannot use cached latents")
+        if c.crop is not None and c.crop > config.data.size:
+            raise InputError(f"config task.crop: {c.crop} is larger than the clips (data.size {config.data.size})")
         if c.init is not None:
             self.vae = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True)
         else:
             try:
-                self.vae = AutoencoderKLCogVideoX.from_config({**tiny_vae_config(), **c.vae})
+                self.vae = AutoencoderKLCogVideoX.from_config(
+                    {**(laptop_vae_config() if c.preset == "laptop" else tiny_vae_config()), **c.vae})
             except (TypeError, ValueError) as exc:
                 raise InputError(f"config task.vae: {exc}") from exc
         if config.train_mode == "adapter":  # nothing new to adapt: train the decoder only
@@ -122,8 +130,15 @@ class VAETask(TrainTask):
 
     def compute_losses(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
         c = self.c
-        x, rec, post = self.reconstruct(batch["frames"], ctx.generator, sample=ctx.training)
-        weight = 1 + c.face_weight * batch["face_mask"].float()[:, None]  # (B, 1, T, H, W)
+        frames, mask = batch["frames"], batch["face_mask"]
+        if c.crop is not None and ctx.training:  # one window per batch, drawn from the step's generator
+            h, w = frames.shape[2:4]
+            y0 = int(torch.randint(0, h - c.crop + 1, (), generator=ctx.generator))
+            x0 = int(torch.randint(0, w - c.crop + 1, (), generator=ctx.generator))
+            frames = frames[:, :, y0 : y0 + c.crop, x0 : x0 + c.crop]
+            mask = mask[:, :, y0 : y0 + c.crop, x0 : x0 + c.crop]
+        x, rec, post = self.reconstruct(frames, ctx.generator, sample=ctx.training)
+        weight = 1 + c.face_weight * mask.float()[:, None]  # (B, 1, T, H, W)
         l1 = ((rec.float() - x).abs() * weight).mean() / weight.mean()
         mse = (rec.float() - x).square().mean()
         kl = 0.5 * (post.mean.float().square() + post.var.float() - 1 - post.logvar.float()).mean()

@@ -1,0 +1,320 @@
+"""`IDVideoPipeline`: reference photo + prompt -> a video of that person (identity-preserving T2V).
+
+    reference image --face analysis--> aligned 112x112 crop + SFace embedding   (local ID: Q-Former tokens)
+                    --framing--------> square portrait at the video size --VAE--> reference latent (global ID)
+    prompt ---------> text embeddings; its action phrase (or `action`) + motion intensity -> motion control
+    noise --DPM-Solver++ with classifier-free guidance over (text, identity)--> latents --VAE--> frames
+
+The unconditional branch drops the text (empty prompt) and the whole identity (no ID tokens, no reference
+latent), as training does for `task.id_dropout`/`text_dropout`; the motion condition is kept in both
+branches, so guidance amplifies who and what, not how much motion.
+
+A pipeline folder (`save_pretrained`) holds `model/` (an `IdentityVideoModel` folder), `scheduler/` (the
+DPM-Solver config) and `pipeline.json` (defaults: frames, steps, guidance, motion intensity, framing).
+`from_pretrained` reads it back; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
+from diffusers.utils import BaseOutput
+
+from idvid.errors import InputError, NoFaceFound
+
+log = logging.getLogger(__name__)
+
+PIPELINE_FILE = "pipeline.json"
+# Where a face sits in the portraits the model was trained on (synthetic references, measured with YuNet
+# on 20 identities): box width 0.41 of the frame, centre at (0.50, 0.47) of it.
+REFERENCE_FACE_WIDTH = 0.41
+REFERENCE_FACE_CENTRE = (0.50, 0.47)
+
+
+@dataclass
+class PipelineDefaults:
+    """What `__call__` uses for arguments left out; saved as pipeline.json."""
+
+    num_frames: int = 17  # also the most the model generates (it was trained on this many)
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0
+    motion_intensity: float = 3.0  # MotionCharacter's intensity scale (seed 002 Eq. 7), 0 .. 20
+    size: int = 128  # frame height and width in pixels
+    face_width: float = REFERENCE_FACE_WIDTH
+    face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineDefaults:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "face_centre" in known:
+            known["face_centre"] = tuple(known["face_centre"])
+        return cls(**known)
+
+
+@dataclass
+class Reference:
+    """A reference photo prepared for the model."""
+
+    portrait: np.ndarray  # (S, S, 3) uint8: the photo cropped around the face like the training portraits
+    crop: np.ndarray  # (112, 112, 3) uint8 aligned face (ArcFace 5-point template)
+    embedding: np.ndarray  # (128,) float32 SFace embedding
+    box: tuple[float, float, float, float]  # the face in the original photo
+    num_faces: int
+
+
+@dataclass
+class IDVideoPipelineOutput(BaseOutput):
+    frames: np.ndarray | torch.Tensor  # (T, H, W, 3) uint8 ("np"), (T, 3, H, W) in [-1, 1] ("pt") or latents
+    reference: Reference | None = None
+    action_phrase: str = ""
+    motion_intensity: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def frame_portrait(image: np.ndarray, box: tuple[float, float, float, float], size: int,
+                   face_width: float = REFERENCE_FACE_WIDTH,
+                   face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE) -> np.ndarray:
+    """Crop `image` to a square in which the face `box` has the training portraits' size and place, then
+    resize to `size`; parts outside the photo repeat its border."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, 1.0) / face_width
+    left = (x0 + x1) / 2 - face_centre[0] * side
+    top = (y0 + y1) / 2 - face_centre[1] * side
+    scale = size / side
+    m = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
+
+
+def valid_frame_counts(limit: int) -> list[int]:
+    """Frame counts the VAE decodes exactly (1, 9, 17, 25, ...) up to `limit`."""
+    from idvid.train.vae_task import decodes_to_same_length
+
+    return [n for n in range(1, limit + 1) if decodes_to_same_length(n)]
+
+
+class IDVideoPipeline(DiffusionPipeline):
+    """Identity-preserving text-to-video with an `idvid.models.IdentityVideoModel`; see the module docstring."""
+
+    model_cpu_offload_seq = "model"
+
+    def __init__(self, model, scheduler: DPMSolverMultistepScheduler, defaults: PipelineDefaults | None = None):
+        super().__init__()
+        self.register_modules(model=model, scheduler=scheduler)
+        self.defaults = defaults or PipelineDefaults()
+        self._analyzer = None
+
+    # ------------------------------------------------------------------ persistence
+    @staticmethod
+    def scheduler_from_training(config: dict[str, Any]) -> DPMSolverMultistepScheduler:
+        """DPM-Solver++ (2nd order) on the noise schedule the model was trained with."""
+        keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "prediction_type",
+                "rescale_betas_zero_snr", "timestep_spacing")
+        return DPMSolverMultistepScheduler.from_config(
+            {k: config[k] for k in keys if k in config},
+            algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero")
+
+    def save_pretrained(self, folder: str | Path, **_: Any) -> Path:  # noqa: D102 (see the module docstring)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder / "model")
+        self.scheduler.save_pretrained(folder / "scheduler")
+        (folder / PIPELINE_FILE).write_text(json.dumps(asdict(self.defaults), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **_: Any) -> IDVideoPipeline:
+        """Load a folder written by `save_pretrained` (or by `idvid train --export` of an identity model:
+        then the model is the folder itself and the scheduler comes from its training schedule)."""
+        from idvid.models import IdentityVideoModel
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such model folder")
+        if (folder / "model").is_dir():
+            model = IdentityVideoModel.from_pretrained(folder / "model")
+            scheduler = DPMSolverMultistepScheduler.from_pretrained(folder / "scheduler", local_files_only=True)
+            defaults = PipelineDefaults.from_dict(json.loads((folder / PIPELINE_FILE).read_text())) \
+                if (folder / PIPELINE_FILE).is_file() else PipelineDefaults()
+        elif (folder / "model_config.yaml").is_file():
+            model = IdentityVideoModel.from_pretrained(folder)
+            train_sched = folder / "scheduler" / "scheduler_config.json"
+            if not train_sched.is_file():
+                raise InputError(f"{folder}: no scheduler/scheduler_config.json (export it with `idvid train --export`)")
+            scheduler = cls.scheduler_from_training(json.loads(train_sched.read_text()))
+            tc = model.transformer.config
+            spatial = 2 ** (len(model.vae.config.block_out_channels) - 1) if model.vae is not None else 8
+            defaults = PipelineDefaults(num_frames=tc.sample_frames, size=tc.sample_height * spatial)
+        else:
+            raise InputError(f"{folder}: not an idvid pipeline or model folder (no model/ or model_config.yaml)")
+        model.eval().requires_grad_(False)
+        return cls(model, scheduler, defaults)
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def analyzer(self):
+        if self._analyzer is None:
+            from idvid.faces import get_default_analyzer
+
+            self._analyzer = get_default_analyzer()
+        return self._analyzer
+
+    def prepare_reference(self, image: np.ndarray | str | Path) -> Reference:
+        """Face analysis of the reference photo: the largest face is the identity (a warning when there are
+        more). Raises `NoFaceFound` when there is none."""
+        from idvid.io import load_image
+
+        if not isinstance(image, np.ndarray):
+            image = load_image(image)
+        fa = self.analyzer
+        faces = fa.detect(image)
+        if not faces:
+            raise NoFaceFound("no face found in the reference image; give a photo in which one face is clearly visible")
+        face = max(faces, key=lambda f: f.area)
+        if len(faces) > 1:
+            log.warning("%d faces in the reference image; using the largest", len(faces))
+        d = self.defaults
+        return Reference(
+            portrait=frame_portrait(image, face.box, d.size, d.face_width, tuple(d.face_centre)),
+            crop=fa.align(image, face),
+            embedding=fa.embed(image, face, model="sface").astype(np.float32),
+            box=tuple(float(v) for v in face.box),
+            num_faces=len(faces),
+        )
+
+    def frame_plan(self, num_frames: int) -> int:
+        """The frame count to generate for `num_frames` requested (the next one the VAE decodes exactly;
+        the extra frames are dropped). Raises InputError beyond what the model supports."""
+        limit = self.defaults.num_frames
+        if num_frames < 1:
+            raise InputError(f"--frames must be at least 1, got {num_frames}")
+        if num_frames > limit:
+            raise InputError(f"this model generates at most {limit} frames, {num_frames} were asked; "
+                             f"pass --frames {limit} or fewer")
+        return next(n for n in valid_frame_counts(limit) if n >= num_frames)
+
+    @staticmethod
+    def _unit(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 127.5 - 1
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def __call__(
+        self,
+        reference: np.ndarray | str | Path | Reference,
+        prompt: str,
+        action: str | None = None,
+        motion_intensity: float | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | int | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+    ) -> IDVideoPipelineOutput:
+        """Generate a video of the person in `reference` doing what `prompt` says.
+
+        `action`: the action phrase for motion control (default: extracted from the prompt). `generator`:
+        a torch.Generator or an int seed; the same seed gives the same frames. `output_type`: "np" (uint8
+        frames), "pt" (float frames in [-1, 1]) or "latent"."""
+        from idvid.models import IdentityInputs
+        from idvid.text.prompts import extract_action_phrase
+
+        d, model = self.defaults, self.model
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("the prompt is empty; describe the video, e.g. --prompt \"she smiles and turns to her left\"")
+        if output_type not in ("np", "pt", "latent"):
+            raise InputError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
+        steps = int(num_inference_steps or d.num_inference_steps)
+        if steps < 1:
+            raise InputError(f"--steps must be at least 1, got {steps}")
+        guidance = float(d.guidance_scale if guidance_scale is None else guidance_scale)
+        if guidance < 0:
+            raise InputError(f"--guidance must be >= 0, got {guidance}")
+        intensity = float(d.motion_intensity if motion_intensity is None else motion_intensity)
+        max_intensity = 20.0
+        if "motion" in model.injections:
+            max_intensity = model.injections["motion"].config.max_intensity
+        if not 0 <= intensity <= max_intensity:
+            raise InputError(f"--motion-intensity must be in [0, {max_intensity:g}], got {intensity:g}")
+        wanted = int(num_frames or d.num_frames)
+        frames_out = self.frame_plan(wanted)
+        if isinstance(generator, int):
+            generator = torch.Generator("cpu").manual_seed(generator)
+        ref = reference if isinstance(reference, Reference) else self.prepare_reference(reference)
+        phrase = (action or "").strip() or extract_action_phrase(prompt)
+
+        device, dtype = model.device, model.dtype
+        text = model.encode_text([prompt])
+        uncond_text = model.encode_text([""])
+        motion = model.motion_inputs([phrase], [intensity]) if "motion" in model.injections else None
+        ids = None
+        if model.id_encoder is not None or model.config.backbone.reference_latent:
+            ref_latent = model.encode_reference(self._unit(ref.portrait).to(device)) \
+                if model.config.backbone.reference_latent else None
+            ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None].to(device),
+                                 face_crop=self._unit(ref.crop).to(device), reference_latent=ref_latent)
+
+        # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
+        tc = model.transformer.config
+        f_lat = (frames_out - 1) // tc.temporal_compression_ratio + 1
+        shape = (1, f_lat, model.latent_channels, tc.sample_height, tc.sample_width)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise InputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        latents = latents.to(device)
+
+        self.scheduler.set_timesteps(steps, device=device)
+        latents = latents * self.scheduler.init_noise_sigma
+        for t in self.progress_bar(self.scheduler.timesteps):
+            x = self.scheduler.scale_model_input(latents, t).to(dtype)
+            cond = model(x, t, text, ids, motion).float()
+            if guidance != 1.0:
+                uncond = model(x, t, uncond_text, None, motion).float()
+                pred = uncond + guidance * (cond - uncond)
+            else:
+                pred = cond
+            latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+
+        info = dict(steps=steps, guidance=guidance, frames=wanted, generated_frames=frames_out)
+        out = dict(reference=ref, action_phrase=phrase, motion_intensity=intensity, info=info)
+        if output_type == "latent":
+            return IDVideoPipelineOutput(frames=latents, **out)
+        video = model.decode(latents.to(dtype))[0, :wanted].float().clamp(-1, 1)  # (T, 3, H, W)
+        if output_type == "pt":
+            return IDVideoPipelineOutput(frames=video, **out)
+        frames = ((video.permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        return IDVideoPipelineOutput(frames=frames, **out)
+
+
+def default_model_path() -> Path:
+    """The bundled default pipeline folder (idvid/assets/default_model)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "default_model"
+
+
+def sample_reference_path() -> Path:
+    """The bundled sample reference: a synthetic person from the held-out seed range (never trained on)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "samples" / "reference.png"
+
+
+def load_pipeline(path: str | Path | None = None, threads: int | None = None) -> IDVideoPipeline:
+    """The pipeline in `path` (a pipeline or exported model folder), or the bundled default model."""
+    if threads:
+        torch.set_num_threads(threads)
+    folder = Path(path) if path is not None else default_model_path()
+    if path is None and not (folder / PIPELINE_FILE).is_file():
+        raise InputError(f"the bundled default model is missing from {folder}; reinstall idvid or pass --model")
+    return IDVideoPipeline.from_pretrained(folder)
+
+
+__all__ = ["IDVideoPipeline", "IDVideoPipelineOutput", "PipelineDefaults", "Reference", "frame_portrait",
+           "load_pipeline", "default_model_path", "sample_reference_path", "valid_frame_counts"]

@@ -1,0 +1,168 @@
+"""IDVideoPipeline and `idvid generate`, on a tiny random model (the trained default model is checked by
+scripts/evaluate_default_model.py, not here)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from idvid.errors import InputError, NoFaceFound
+from idvid.pipelines import IDVideoPipeline, PipelineDefaults, frame_portrait
+from idvid.pipelines.ipt2v import sample_reference_path
+from idvid.text.prompts import extract_action_phrase
+
+PROMPT = "a woman with brown hair, wearing a red hoodie, smiles and turns to her left in front of a blue wall"
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline_dir(tmp_path_factory):
+    from idvid.models import MotionControlConfig, build_model, tiny_config
+    from idvid.train.identity_task import DEFAULT_SCHEDULER
+
+    torch.manual_seed(0)
+    cfg = tiny_config("moca")
+    cfg.injections.append(MotionControlConfig(context_dim=32, action_tokens=8))
+    model = build_model(cfg).eval()
+    pipe = IDVideoPipeline(model, IDVideoPipeline.scheduler_from_training(DEFAULT_SCHEDULER),
+                           PipelineDefaults(num_frames=17, num_inference_steps=3, size=64))
+    return pipe.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from idvid.io import load_image
+
+    return load_image(sample_reference_path())
+
+
+# ------------------------------------------------------------------ pure functions
+def test_frame_portrait_puts_the_face_where_training_portraits_have_it():
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[100:180, 200:280] = 255  # an 80-pixel "face"
+    out = frame_portrait(img, (200, 100, 280, 180), 100, face_width=0.4, face_centre=(0.5, 0.5))
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    # the face becomes 0.4 x 100 = 40 pixels wide, centred at (50, 50)
+    assert xs.min() == pytest.approx(30, abs=1) and xs.max() == pytest.approx(69, abs=1)
+    assert ys.min() == pytest.approx(30, abs=1) and ys.max() == pytest.approx(69, abs=1)
+
+
+def test_action_phrase_is_the_main_verb_clause():
+    assert extract_action_phrase("she laughs and turns to the window, wearing a red scarf") == "laughs and turns to the window"
+    assert extract_action_phrase(PROMPT) == "smiles and turns to her left"
+    assert extract_action_phrase("a man, slowly nods in front of a wall") == "slowly nods"
+    assert extract_action_phrase("a portrait of a man") == "a portrait of a man"  # no verb: the whole prompt
+
+
+def test_action_phrase_recovers_the_synthetic_worlds_phrases():
+    from idvid.synth import clip_spec, render_clip
+
+    for seed in range(2_000_000, 2_000_040):
+        clip = render_clip(clip_spec(seed, 1), size=64, num_frames=9, fps=8.0, pixels=False)
+        assert extract_action_phrase(clip.prompt) == clip.action_phrase, clip.prompt
+
+
+def test_frame_plan_rounds_up_to_a_decodable_count_and_refuses_too_many(tiny_pipeline_dir):
+    pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
+    assert pipe.frame_plan(16) == 17 and pipe.frame_plan(17) == 17 and pipe.frame_plan(5) == 9
+    with pytest.raises(InputError, match="at most 17 frames"):
+        pipe.frame_plan(18)
+
+
+# ------------------------------------------------------------------ sampling
+def test_same_seed_same_frames_after_a_save_load_round_trip(tiny_pipeline_dir, reference, tmp_path, one_torch_thread):
+    pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    a = pipe(reference, PROMPT, generator=7, num_frames=16)
+    assert a.frames.shape == (16, 64, 64, 3) and a.frames.dtype == np.uint8
+    again = IDVideoPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
+    again.set_progress_bar_config(disable=True)
+    b = again(reference, PROMPT, generator=7, num_frames=16)
+    assert np.array_equal(a.frames, b.frames)
+    c = pipe(reference, PROMPT, generator=8, num_frames=16)
+    assert not np.array_equal(a.frames, c.frames)
+    assert a.action_phrase == "smiles and turns to her left"
+
+
+def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline_dir, reference, one_torch_thread):
+    """The pipeline's latents equal a hand-written loop: ε-free v-prediction guided as u + g (c − u)."""
+    from idvid.models import IdentityInputs
+
+    pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    g = 2.5
+    out = pipe(reference, PROMPT, generator=3, guidance_scale=g, num_inference_steps=3, output_type="latent")
+    model, ref = pipe.model, out.reference
+    unit = IDVideoPipeline._unit
+    ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None], face_crop=unit(ref.crop),
+                         reference_latent=model.encode_reference(unit(ref.portrait)))
+    motion = model.motion_inputs([out.action_phrase], [out.motion_intensity])
+    text, empty = model.encode_text([PROMPT]), model.encode_text([""])
+    latents = torch.randn((1, 5, 4, 8, 8), generator=torch.Generator().manual_seed(3))
+    sched = IDVideoPipeline.scheduler_from_training(dict(pipe.scheduler.config))
+    sched.set_timesteps(3)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            c = model(latents, t, text, ids, motion)
+            u = model(latents, t, empty, None, motion)
+            latents = sched.step(u + g * (c - u), t, latents).prev_sample
+    torch.testing.assert_close(out.frames, latents, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors(tiny_pipeline_dir, reference):
+    pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
+    with pytest.raises(InputError, match="prompt is empty"):
+        pipe(reference, "   ")
+    with pytest.raises(NoFaceFound, match="no face found"):
+        pipe(np.full((128, 128, 3), 127, np.uint8), PROMPT)
+    with pytest.raises(InputError, match="motion-intensity"):
+        pipe(reference, PROMPT, motion_intensity=25)
+
+
+# ------------------------------------------------------------------ command line
+def run_generate(*args):
+    return subprocess.run([sys.executable, "-m", "idvid", "generate", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_generate_writes_mp4_gif_and_contact_sheet(tiny_pipeline_dir, tmp_path):
+    out = tmp_path / "clip.mp4"
+    proc = run_generate("--ref", "sample", "--prompt", PROMPT, "--model", tiny_pipeline_dir, "--out", out,
+                        "--threads", 1, "-q", "--seed", 1)
+    assert proc.returncode == 0, proc.stderr
+    for suffix in (".mp4", ".gif", ".png"):
+        assert out.with_suffix(suffix).stat().st_size > 0
+    from idvid.io import read_video
+
+    frames, _ = read_video(out)
+    assert frames.shape[:3] == (17, 64, 64)
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("noface", "no face found"),
+    ("empty_prompt", "--prompt is empty"),
+    ("too_many_frames", "at most 17 frames"),
+    ("missing_ref", "no such file"),
+    ("bad_out", "must name an .mp4"),
+])
+def test_generate_user_errors_are_one_line_and_exit_2(case, expect, tiny_pipeline_dir, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.full((128, 128, 3), 127, np.uint8)).save(blank)
+    args = {"ref": "sample", "prompt": PROMPT, "out": tmp_path / "o.mp4", "frames": 17}
+    if case == "noface":
+        args["ref"] = blank
+    elif case == "empty_prompt":
+        args["prompt"] = " "
+    elif case == "too_many_frames":
+        args["frames"] = 18
+    elif case == "missing_ref":
+        args["ref"] = tmp_path / "nope.png"
+    elif case == "bad_out":
+        args["out"] = tmp_path / "o.avi"
+    proc = run_generate("--ref", args["ref"], "--prompt", args["prompt"], "--out", args["out"], "--frames",
+                        args["frames"], "--model", tiny_pipeline_dir, "--threads", 1, "-q")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idvid: error:") and expect in lines[0], proc.stderr
