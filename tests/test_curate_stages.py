@@ -8,14 +8,24 @@ import pytest
 from idvid.data.curate.captions import parse_reply, template_action
 from idvid.data.curate.crop import crop_window
 from idvid.data.curate.frames import even_indices
-from idvid.data.curate.identity import cluster_embeddings, medoid, square_crop
+from idvid.data.curate.identity import (
+    IdentityParams,
+    cluster_embeddings,
+    identity_consistency,
+    medoid,
+    split_similarity,
+    square_crop,
+)
 from idvid.data.curate.motion import MotionParams, clip_flow_magnitudes, foreground_flow, motion_intensity
-from idvid.data.curate.quality import exposure, sharpness
+from idvid.data.curate.pose import AngleVariationParams, angle_variation, pose_from_nose_offset
+from idvid.data.curate.quality import QualityParams, edge_blur, exposure, quality, sharpness
 from idvid.data.curate.resample import ResampleParams, flatten_weights, intensity_bins, motion_resample
 from idvid.data.curate.scenes import ContentCuts, HistogramCuts, segment_bounds
 from idvid.data.curate.testing import blur, burn_text, moving_square, texture, translating
 from idvid.data.curate.tracking import associate, fill_gaps, interpolate, iou, main_track, propagate
-from idvid.data.curate.types import Context
+from idvid.data.curate.types import Clip, Context, Reject
+from idvid.faces.pose import MODEL_POINTS_5, camera_matrix, project_points, rotation_from_angles
+from idvid.faces.types import Face
 
 # -- motion intensity (seed 002, Eqs. 5-7) --------------------------------------------------------
 
@@ -113,6 +123,48 @@ def test_sharpness_and_exposure_measures():
     dark[:5] = 255
     mean, clipped = exposure(dark)
     assert mean == pytest.approx(127.5) and clipped == 1.0
+
+
+def _rectangles(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    """Flat rectangles of random grey levels: every edge a sharp step."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w), np.uint8)
+    for _ in range(30):
+        x, y = rng.integers(0, w - 20), rng.integers(0, h - 20)
+        bw, bh = rng.integers(10, 80, 2)
+        img[y:y + bh, x:x + bw] = rng.integers(0, 256)
+    return img
+
+
+@pytest.mark.parametrize("sigma", [1.5, 2.0, 3.0, 4.0])
+def test_edge_blur_measures_the_gaussian_width_of_blurred_steps(sigma):
+    import cv2
+
+    img = _rectangles()
+    assert edge_blur(img) < 1.0  # sharp steps: about a pixel
+    measured = edge_blur(cv2.GaussianBlur(img, (0, 0), sigma))
+    assert measured == pytest.approx(sigma, abs=0.3)  # in pixels, whatever the edges' contrast
+    darker = edge_blur((cv2.GaussianBlur(img, (0, 0), sigma) // 3).astype(np.uint8))
+    assert darker == pytest.approx(measured, abs=0.3)
+    assert np.isnan(edge_blur(np.full((32, 32), 90, np.uint8)))  # no edge, no measure
+
+
+def test_quality_rejects_a_gaussian_blurred_render_that_the_laplacian_cannot_tell():
+    import cv2
+
+    world = pytest.importorskip("idvid.synth.world")
+    clip = world.render_clip(world.clip_spec(1000, 0), size=256, num_frames=4, fps=8.0, masks=False)
+    sharp = np.stack([cv2.resize(f, (512, 512), interpolation=cv2.INTER_CUBIC) for f in clip.frames])
+    blurred = blur(sharp, 6.0)
+    ctx = Context(".")
+    # a smooth render's variance of Laplacian is below the camera-footage minimum (30) even when sharp
+    assert sharpness(cv2.cvtColor(sharp[0], cv2.COLOR_RGB2GRAY)) < 30
+    p = QualityParams(min_sharpness=0.0)  # the edge blur alone, at its default maximum (3 px)
+    kept = quality(Clip("s", "s.mp4", 0, 0, sharp, 8.0, (512, 512)), {}, p, ctx)
+    rejected = quality(Clip("b", "b.mp4", 0, 0, blurred, 8.0, (512, 512)), {}, p, ctx)
+    assert isinstance(kept, dict) and kept["edge_blur"] < p.max_edge_blur
+    assert isinstance(rejected, Reject) and rejected.reason == "low_quality"
+    assert "edge blur" in rejected.detail and rejected.annotations["edge_blur"] > p.max_edge_blur
 
 
 # -- scene cuts ---------------------------------------------------------------------------------------
@@ -228,6 +280,125 @@ def test_even_indices():
     assert even_indices(10, 3) == [0, 4, 9] or even_indices(10, 3) == [0, 5, 9]
     assert even_indices(3, 8) == [0, 1, 2]
     assert even_indices(0, 3) == []
+
+
+# -- head pose, angle variation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("yaw,pitch,roll", [(0, 0, 0), (35, 0, 0), (-50, 10, 5), (10, -20, -8), (0, 25, 12),
+                                             (-70, -15, 15)])
+def test_nose_offset_pose_recovers_rotations_of_the_generic_face(yaw, pitch, roll):
+    rot = rotation_from_angles(yaw, pitch, roll)
+    kps = project_points(MODEL_POINTS_5, rot, np.array([3.0, -2.0, 3000.0]), camera_matrix(640, 480, 6000.0))
+    assert pose_from_nose_offset(kps) == pytest.approx((yaw, pitch, roll), abs=1.5)
+    mirrored = kps.copy()
+    mirrored[:, 0] = 640 - mirrored[:, 0]
+    mirrored = mirrored[[1, 0, 2, 4, 3]]  # the image-left eye is the first point
+    assert pose_from_nose_offset(mirrored)[0] == pytest.approx(-yaw, abs=1.5)
+
+
+def _angles(yaw, pitch=None, roll=None) -> dict:
+    n = len(yaw)
+    z = np.zeros(n)
+    return {"_kf_angles": np.stack([np.asarray(yaw, float), z if pitch is None else np.asarray(pitch, float),
+                                    z if roll is None else np.asarray(roll, float)], axis=1)}
+
+
+def test_angle_variation_keys_on_yaw_and_ignores_one_glitch():
+    ctx = Context(".")
+    clip = Clip("c", "c.mp4", 0, 0, np.zeros((1, 4, 4, 3), np.uint8), 4.0, (4, 4))
+    p = AngleVariationParams()
+    turning = angle_variation(clip, _angles(np.linspace(0, 40, 12)), p, ctx)
+    assert isinstance(turning, dict) and turning["yaw_span"] > 30
+    still = 5 + np.array([0, 1, -1, 0, 1, 0, -1, 0, 1, 0, 0, -1], float)
+    out = angle_variation(clip, _angles(still), p, ctx)
+    assert isinstance(out, Reject) and out.reason == "static_angle"
+    glitch = still.copy()
+    glitch[6] = 30.0  # one keyframe's keypoints jumped: not a turn
+    assert isinstance(angle_variation(clip, _angles(glitch), p, ctx), Reject)
+    assert isinstance(angle_variation(clip, _angles(glitch), AngleVariationParams(smooth=1), ctx), dict)
+    nod = _angles(still, pitch=15 * np.sin(np.linspace(0, 2 * np.pi, 12)))
+    assert isinstance(angle_variation(clip, nod, p, ctx), Reject)  # the default keys on yaw only
+    nodding = angle_variation(clip, nod, AngleVariationParams(min_pitch_span=10.0), ctx)
+    assert isinstance(nodding, dict) and nodding["pitch_span"] > 20
+
+
+# -- identity consistency (hand-made embeddings in place of SFace) ------------------------------------------
+
+
+class _TableEmbedder:
+    """Stands in for the face embedder: keyframe i's face embeds to `table[i]` (i is written in the
+    frame's first pixel)."""
+
+    def __init__(self, table: np.ndarray):
+        self.table = table
+
+    def embed_faces(self, image, faces):
+        return self.table[int(image[0, 0, 0])][None]
+
+
+def _frontal_face(yaw_offset: float = 0.0) -> Face:
+    # eyes 40 px apart, nose 23 px below them; yaw_offset moves the nose sideways (in inter-ocular units)
+    kps = np.array([[80, 100], [120, 100], [100 + 40 * yaw_offset, 123], [86, 140], [114, 140]], np.float32)
+    return Face((60.0, 70.0, 140.0, 170.0), 0.9, kps)
+
+
+def _run_identity(tmp_path, table, faces=None, params=IdentityParams()):
+    n = len(table)
+    frames = np.zeros((n, 8, 8, 3), np.uint8)
+    frames[:, 0, 0, 0] = np.arange(n)
+    clip = Clip("c", "c.mp4", 0, 0, frames, 4.0, (8, 8))
+    ctx = Context(tmp_path)
+    ctx.cached(("faces", "yunet", "sface"), lambda: _TableEmbedder(table))
+    ann = {"_kf": list(range(n)), "_main": faces or [_frontal_face()] * n, "_tracked": [False] * n}
+    return identity_consistency(clip, ann, params, ctx)
+
+
+def _unit(v):
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _person(direction, n, rng, noise=0.005):
+    return _unit(direction + noise * rng.normal(size=(n, len(direction))))
+
+
+def test_half_half_identity_switch_is_rejected_and_a_turning_head_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    a, c = np.eye(64)[0], np.eye(64)[1]
+    b = _unit(0.33 * a + np.sqrt(1 - 0.33**2) * c)  # another person: cos(a, b) = 0.33
+    switch = np.concatenate([_person(a, 6, rng), _person(b, 6, rng)])
+    out = _run_identity(tmp_path, switch)
+    assert isinstance(out, Reject) and out.reason == "identity_inconsistent"
+    assert out.annotations["id_split_similarity"] < 0.363 and out.annotations["id_split_frame"] == 6
+    # the medoid test alone misses it: every face is above min_similarity (0.3) to the medoid
+    assert out.annotations["id_outlier_fraction"] == 0.0
+    # one person turning: neighbouring keyframes alike, first and last far apart (cos 0.17)
+    angle = np.linspace(0, np.radians(80), 12)[:, None]
+    turn = _unit(np.cos(angle) * a + np.sin(angle) * c + 0.02 * rng.normal(size=(12, 64)))
+    kept = _run_identity(tmp_path, turn)
+    assert isinstance(kept, dict) and kept["id_split_similarity"] > 0.9
+    assert turn[0] @ turn[-1] < 0.363  # ... which a first-vs-last comparison would have called a switch
+    # one odd keyframe is neither a switch (3 faces a side) nor enough outliers (1 of 12 <= 20 %)
+    glitch = _person(a, 12, rng)
+    glitch[5] = c
+    kept = _run_identity(tmp_path, glitch)
+    assert isinstance(kept, dict) and kept["id_outlier_fraction"] == pytest.approx(1 / 12)
+    last = _person(a, 12, rng)
+    last[-1] = c  # an odd last keyframe is a "switch" only to a test that allows one-face segments
+    assert split_similarity(last, 1) == (pytest.approx(0.0, abs=0.05), 11)
+    assert split_similarity(last, 3)[0] > 0.9
+
+
+def test_profile_faces_are_not_compared(tmp_path):
+    rng = np.random.default_rng(1)
+    a, c = np.eye(64)[0], np.eye(64)[1]
+    table = np.concatenate([_person(a, 8, rng), _person(c, 4, rng)])  # the last 4 unlike the rest ...
+    faces = [_frontal_face()] * 8 + [_frontal_face(yaw_offset=2.0)] * 4  # ... because they are profiles (73°)
+    kept = _run_identity(tmp_path, table, faces)
+    assert isinstance(kept, dict) and kept["id_compared"] == 8
+    out = _run_identity(tmp_path, table, faces, IdentityParams(max_yaw=None))
+    assert isinstance(out, Reject) and out.reason == "identity_inconsistent"
 
 
 # -- captions ----------------------------------------------------------------------------------------

@@ -174,3 +174,21 @@ def test_new_clips_each_epoch_streams_new_clips_of_the_same_people(tmp_path):
     seen = [(ds.item_at(e, i).identity_seed, ds.item_at(e, i).clip_index) for e in range(3) for i in range(12)]
     assert len(set(seen)) == len(seen)  # never the same clip twice
     assert {s for s, _ in seen} == {0, 1}
+
+
+def test_intensity_resampling_flattens_the_histogram_deterministically(tmp_path):
+    from idvid.synth import clip_spec, render_clip
+    from idvid.train.dataset import flat_intensity_items, synth_items
+
+    def intensities(items):
+        return np.array([render_clip(clip_spec(it.identity_seed, it.clip_index), size=64, num_frames=9, fps=8.0,
+                                     pixels=False).motion_intensity for it in items])
+
+    plain = intensities(synth_items(0, 60, 1))
+    items = flat_intensity_items(0, 60, 1, 4, 9, seed=0, cache=tmp_path, progress=False)
+    assert [it.identity_seed for it in items] == list(range(60))  # one clip per identity, still
+    flat = intensities(items)
+    # fast motion is rare in the world (most clips move gently); resampling picks it several times as often
+    assert np.mean(flat >= 4) > 1.5 * np.mean(plain >= 4)
+    assert flat_intensity_items(0, 60, 1, 4, 9, seed=0, cache=tmp_path, progress=False) == items  # cached
+    assert flat_intensity_items(0, 60, 1, 4, 9, seed=0, cache=None, progress=False) == items  # recomputed

@@ -132,3 +132,29 @@ def test_vae_task_trains_and_exports_a_normalised_vae(tmp_path):
     moca = setup(cfg)
     assert moca.task.model.vae.config.scaling_factor == vae.config.scaling_factor
     assert math.isfinite(fit(moca)[0]["loss"])
+
+
+def test_uncond_dropout_drops_text_and_identity_together(tmp_path, monkeypatch):
+    """With uncond_dropout = 1 every batch is the unconditional branch CFG subtracts: empty prompts and
+    no identity inputs reach the model."""
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'run'}", "max_steps=1", "log.progress=false",
+                                          "data.num_identities=2", "data.clips_per_identity=1", "data.frames=5",
+                                          "data.num_workers=0", "batch_size=2", "validation.every=0",
+                                          "task.text_dropout=0", "task.id_dropout=0", "task.uncond_dropout=0.999"])
+    run = setup(cfg)
+    model = run.task.model
+    seen = {}
+    real_forward, real_text = model.forward, model.encode_text
+
+    def forward(latents, timestep, text_emb, id_inputs=None, motion=None):
+        seen["ids"] = id_inputs
+        return real_forward(latents, timestep, text_emb, id_inputs, motion)
+
+    def encode_text(prompts, max_length=None):
+        seen["prompts"] = list(prompts)
+        return real_text(prompts, max_length)
+
+    monkeypatch.setattr(model, "forward", forward)
+    monkeypatch.setattr(model, "encode_text", encode_text)
+    fit(run)
+    assert seen["ids"] is None and seen["prompts"] == ["", ""]

@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""Turn an exported identity model into the bundled default pipeline (idvid/assets/default_model).
+
+    python scripts/package_default_model.py --model models/laptop-moca --out idvid/assets/default_model \
+        --steps 20 --guidance 5 --motion-intensity 4
+
+Reads the folder `idvid train --export` wrote (model_config.yaml, transformer/, vae/, adapter.safetensors,
+scheduler/ with the training noise schedule), builds `IDVideoPipeline` (DPM-Solver++ on that schedule)
+with the given generation defaults, and writes it with `save_pretrained`. The model card is written
+separately (it needs the evaluation's figures): see idvid/assets/default_model/MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, type=Path, help="exported identity model folder")
+    ap.add_argument("--out", required=True, type=Path, help="pipeline folder to write (replaced)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--motion-intensity", type=float, default=4.0)
+    args = ap.parse_args()
+
+    from idvid.pipelines import IDVideoPipeline
+
+    pipe = IDVideoPipeline.from_pretrained(args.model)
+    d = pipe.defaults
+    d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
+    card = args.out / "MODEL_CARD.md"
+    keep = card.read_text() if card.is_file() else None
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    pipe.save_pretrained(args.out)
+    if keep is not None:
+        card.write_text(keep)
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    print(f"{args.out}: {size / 1e6:.1f} MB; defaults {d}")
+
+
+if __name__ == "__main__":
+    main()
