@@ -166,3 +166,23 @@ def test_generate_user_errors_are_one_line_and_exit_2(case, expect, tiny_pipelin
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("idvid: error:") and expect in lines[0], proc.stderr
+
+
+def test_validation_hook_samples_videos_with_the_pipeline(tmp_path, one_torch_thread):
+    from idvid.io import read_video
+    from idvid.train import load_config, setup
+    from idvid.train.trainer import fit
+
+    cfg = load_config("tiny-synth-moca", [
+        f"run_dir={tmp_path / 'run'}", "max_steps=1", "log.progress=false", "data.num_identities=1",
+        "data.clips_per_identity=1", "data.frames=9", "data.num_workers=0", "batch_size=1", "validation.every=1",
+        "validation.num_samples=1", "validation.hooks=[idvid.pipelines.validation:sample_videos]"])
+    run = setup(cfg)
+    fit(run)
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    val = [r for r in records if r["kind"] == "val"][-1]
+    assert 0 <= val["val_facesim_arc"] <= 1 and 0 <= val["val_face_frames"] <= 1
+    frames, _ = read_video(tmp_path / "run" / "samples" / "step-00000001" / "1000000.mp4")
+    assert frames.shape[:3] == (9, 64, 64)
