@@ -158,3 +158,24 @@ def test_uncond_dropout_drops_text_and_identity_together(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "encode_text", encode_text)
     fit(run)
     assert seen["ids"] is None and seen["prompts"] == ["", ""]
+
+
+def test_vae_trains_on_random_windows_and_decoder_only_in_adapter_mode(tmp_path, monkeypatch):
+    from idvid.errors import InputError
+
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=1", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "log.progress=false"]
+    with pytest.raises(InputError, match="larger than the clips"):
+        setup(load_config("tiny-synth-vae", [*common, "task.crop=128"]))
+    run = setup(load_config("tiny-synth-vae", [*common, "task.crop=32", "train_mode=adapter"]))
+    seen = []
+    real = run.task.reconstruct
+    monkeypatch.setattr(run.task, "reconstruct", lambda frames, *a, **k: seen.append(frames.shape) or real(frames, *a, **k))
+    encoder_before = {k: v.clone() for k, v in run.task.vae.encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in run.task.vae.decoder.state_dict().items()}
+    fit(run)
+    assert seen[0][2:4] == (32, 32)  # (B, T, H, W, 3) windows of the 64-pixel clips
+    # adapter mode: the encoder (hence every cached latent) is untouched, the decoder learns
+    assert all(torch.equal(v, run.task.vae.encoder.state_dict()[k]) for k, v in encoder_before.items())
+    assert any(not torch.equal(v, run.task.vae.decoder.state_dict()[k]) for k, v in decoder_before.items())
