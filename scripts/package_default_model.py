@@ -21,6 +21,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, type=Path, help="exported identity model folder")
     ap.add_argument("--out", required=True, type=Path, help="pipeline folder to write (replaced)")
+    ap.add_argument("--vae", type=Path, default=None,
+                    help="a VAE folder whose decoder replaces the model's (e.g. decoder-only fine-tuned: "
+                         "train_mode=adapter); its encoder must equal the model's, so latents keep their meaning")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--motion-intensity", type=float, default=4.0)
@@ -29,6 +32,17 @@ def main() -> None:
     from idvid.pipelines import IDVideoPipeline
 
     pipe = IDVideoPipeline.from_pretrained(args.model)
+    if args.vae is not None:
+        import torch
+        from diffusers import AutoencoderKLCogVideoX
+
+        vae = AutoencoderKLCogVideoX.from_pretrained(args.vae, local_files_only=True)
+        old = pipe.model.vae
+        same = all(torch.equal(v, vae.encoder.state_dict()[k]) for k, v in old.encoder.state_dict().items())
+        if not same or abs(vae.config.scaling_factor - old.config.scaling_factor) > 1e-6 * old.config.scaling_factor:
+            raise SystemExit(f"{args.vae}: its encoder or latent scale differs from the model's VAE; "
+                             "only a decoder fine-tuned with train_mode=adapter can be swapped in")
+        pipe.model.vae = vae.requires_grad_(False).eval()
     d = pipe.defaults
     d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
     card = args.out / "MODEL_CARD.md"
