@@ -384,6 +384,14 @@ def test_half_half_identity_switch_is_rejected_and_a_turning_head_kept(tmp_path)
     glitch[5] = c
     kept = _run_identity(tmp_path, glitch)
     assert isinstance(kept, dict) and kept["id_outlier_fraction"] == pytest.approx(1 / 12)
+    few = _person(a, 4, rng)
+    few[2] = c  # 25 % of four faces, but one face: not another person
+    assert isinstance(_run_identity(tmp_path, few), dict)
+    scattered = _person(a, 10, rng)
+    scattered[[2, 5, 8]] = c  # someone else on three scattered keyframes: no split isolates them
+    out = _run_identity(tmp_path, scattered)
+    assert isinstance(out, Reject) and out.annotations["id_outlier_fraction"] == pytest.approx(0.3)
+    assert out.annotations["id_split_similarity"] > 0.9
     last = _person(a, 12, rng)
     last[-1] = c  # an odd last keyframe is a "switch" only to a test that allows one-face segments
     assert split_similarity(last, 1) == (pytest.approx(0.0, abs=0.05), 11)
@@ -394,7 +402,7 @@ def test_profile_faces_are_not_compared(tmp_path):
     rng = np.random.default_rng(1)
     a, c = np.eye(64)[0], np.eye(64)[1]
     table = np.concatenate([_person(a, 8, rng), _person(c, 4, rng)])  # the last 4 unlike the rest ...
-    faces = [_frontal_face()] * 8 + [_frontal_face(yaw_offset=2.0)] * 4  # ... because they are profiles (73°)
+    faces = [_frontal_face()] * 8 + [_frontal_face(yaw_offset=2.0)] * 4  # ... because they are profiles
     kept = _run_identity(tmp_path, table, faces)
     assert isinstance(kept, dict) and kept["id_compared"] == 8
     out = _run_identity(tmp_path, table, faces, IdentityParams(max_yaw=None))
