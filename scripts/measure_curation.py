@@ -10,7 +10,8 @@
    an identity switch mid-clip (same clothes, background and motion, another person from the middle
    on; every other one shaking their head, so presets that reject static angles meet switches too),
    burned-in subtitles, low resolution (192 px), heavy blur (Gaussian sigma 6), a small face (the
-   clip shrunk until the face covers 0.4 % of the frame), a scene cut (two clips of one person
+   clip shrunk until the face covers 0.6 % of the frame,
+   below every preset's minimum and above the detector's limit), a scene cut (two clips of one person
    joined), a truncated mp4 and a garbage file.
 2. Ground truth per clip and preset: the defect the clip was built with, when the preset has the
    filter for it (a clip with two defects — an identity switch whose head does not turn — counts as
@@ -93,9 +94,11 @@ def _job(job: dict) -> dict:
             frames = T.blur(frames, 6.0)
         elif kind == "small_face":
             bg = T.texture(SIZE, SIZE, seed=job["seed"], smooth=6.0)
-            box = np.asarray(g["face_box"])  # shrink so the face covers ~0.4 % of the frame
+            # shrink so the face covers ~0.6 % of the frame: below every preset's minimum (1 %, lfa 3 %) yet
+            # above what YuNet can find at all (a face nobody can detect is a no_face clip, by stage order)
+            box = np.asarray(g["face_box"])
             ratio = float(np.mean((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]))) / SIZE**2
-            small = T.downscale(frames, min(0.3, float(np.sqrt(0.004 / ratio))))
+            small = T.downscale(frames, min(0.3, float(np.sqrt(0.006 / ratio))))
             out = np.repeat(bg[None], n, axis=0)
             h, w = small.shape[1:3]
             out[:, 20:20 + h, 20:20 + w] = small

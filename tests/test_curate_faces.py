@@ -138,3 +138,27 @@ def test_crop_writes_the_preset_size_around_the_face(turning, ctx):
     assert SIZE - 10 <= (x0 + x1) / 2 - SIZE <= SIZE + 10 or abs((x0 + x1) / 2 - 1.5 * SIZE) < 0.25 * SIZE
     frames, fps = read_video(ctx.out_dir / out["clip_path"])
     assert frames.shape == (FRAMES, 64, 96, 3) and fps == pytest.approx(FPS)
+
+
+def test_a_face_too_small_for_the_detector_is_found_in_enlarged_tiles(ctx, tmp_path):
+    """Clip 088 of scripts/measure_curation.py's corpus (small_face, seed 5058): a dark, bearded ~30-pixel
+    face on a textured background that YuNet misses at frame scale. Enlarged tiles find it; they find
+    nothing in a face-free texture."""
+    import importlib.util
+    from pathlib import Path
+
+    from idvid.io import read_video
+
+    spec = importlib.util.spec_from_file_location("measure_curation", Path(__file__).parents[1] / "scripts" / "measure_curation.py")
+    mc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mc)
+    video = tmp_path / "088_small_face.mp4"
+    mc._job({"kind": "small_face", "seed": 5058, "k": 0, "path": str(video), "frames": FRAMES, "fps": FPS})
+    frames, _ = read_video(video)
+    _, plain = _run(_clip(frames), ctx, (F.faces, F.FacesParams(tile_zoom=1.0)))
+    _, tiled = _run(_clip(frames), ctx, (F.faces, F.FacesParams()))
+    assert plain["face_present"] == 0.0
+    assert tiled["face_present"] >= 0.7
+    noise = np.repeat(translating(1, 512, 512, 0, 0, seed=8), FRAMES, axis=0)
+    _, none = _run(_clip(noise), ctx, (F.faces, F.FacesParams()))
+    assert none["face_present"] == 0.0
