@@ -138,15 +138,22 @@ def variant_injections(variant: str) -> list[Any]:
     return [INJECTIONS[kind].config_class() for kind in VARIANTS[variant]]
 
 
+def sized_injections(variant: str, width: int, heads: int, action_tokens: int) -> list[Any]:
+    """The variant's injection configs with the preset's fusion / context widths and action length."""
+    injections = variant_injections(variant)
+    for c in injections:
+        for name, value in (("fusion_dim", width), ("fusion_heads", heads), ("context_dim", width),
+                            ("action_tokens", action_tokens)):
+            if hasattr(c, name):
+                setattr(c, name, value)
+    return injections
+
+
 def tiny_config(variant: str = "moca", **overrides: Any) -> ModelConfig:
     """Laptop-scale preset: 2-layer 2x16 CogVideoX, tiny VAE (5x8x8 latents for 17 frames of 64x64), MiniLM
     text, a conv ID encoder with 8 ID tokens, everything trainable."""
     identity = IdentityEncoderConfig(token_dim=32, image_dim=32, num_queries=8, qformer_depth=1, qformer_heads=2, id_dim=32)
-    injections = variant_injections(variant)
-    for c in injections:
-        for name, value in (("fusion_dim", 32), ("fusion_heads", 2), ("context_dim", 32), ("action_tokens", 8)):
-            if hasattr(c, name):
-                setattr(c, name, value)
+    injections = sized_injections(variant, width=32, heads=2, action_tokens=8)
     consisid = ConsisIDConfig(lfe_depth=1, lfe_heads=2, lfe_head_dim=16, num_id_tokens=2, num_queries=8) if variant == "consisid" else None
     fields = dict(identity=identity, injections=injections, consisid=consisid, train_backbone=True)
     fields.update(overrides)
@@ -158,11 +165,7 @@ def cogvideox_config(path: str, variant: str = "moca", text_encoder_path: str | 
     ID modules at ConsisID-like widths, the backbone frozen."""
     identity = IdentityEncoderConfig(token_dim=1024, image_dim=1024, num_queries=32, qformer_depth=4, qformer_heads=16, id_dim=2048)
     consisid = ConsisIDConfig(lfe_depth=10, lfe_heads=16, lfe_head_dim=64, num_id_tokens=5, num_queries=32) if variant == "consisid" else None
-    injections = variant_injections(variant)
-    for c in injections:
-        for name, value in (("fusion_dim", 2048), ("fusion_heads", 16), ("context_dim", 2048), ("action_tokens", 32)):
-            if hasattr(c, name):
-                setattr(c, name, value)
+    injections = sized_injections(variant, width=2048, heads=16, action_tokens=32)
     fields = dict(
         backbone=BackboneConfig(path=path, transformer={}, vae={}, precision="bf16", gradient_checkpointing=True),
         identity=identity,
@@ -182,11 +185,7 @@ def laptop_config(variant: str = "moca", **overrides: Any) -> ModelConfig:
     from idvid.models.backbone import laptop_transformer_config, laptop_vae_config
 
     identity = IdentityEncoderConfig(token_dim=64, image_dim=64, num_queries=16, qformer_depth=1, qformer_heads=4, id_dim=64)
-    injections = variant_injections(variant)
-    for c in injections:
-        for name, value in (("fusion_dim", 64), ("fusion_heads", 4), ("context_dim", 64), ("action_tokens", 8)):
-            if hasattr(c, name):
-                setattr(c, name, value)
+    injections = sized_injections(variant, width=64, heads=4, action_tokens=8)
     consisid = ConsisIDConfig(lfe_depth=1, lfe_heads=4, lfe_head_dim=16, num_id_tokens=4, num_queries=16) if variant == "consisid" else None
     backbone = BackboneConfig(transformer=laptop_transformer_config(), vae=laptop_vae_config())
     fields = dict(backbone=backbone, identity=identity, injections=injections, consisid=consisid, train_backbone=True)
