@@ -24,7 +24,7 @@ import pyarrow as pa
 from idvid.data.curate.frames import resize_long_side
 from idvid.data.curate.params import param
 from idvid.data.curate.registry import stage
-from idvid.data.curate.tracking import associate, fill_gaps, interpolate, main_track, propagate
+from idvid.data.curate.tracking import associate, fill_gaps, interpolate, iou, main_track, propagate
 from idvid.data.curate.types import Clip, Context, Reject
 
 
@@ -87,17 +87,9 @@ def detect_in_tiles(fa, image: np.ndarray, zoom: float) -> list:
                                     landmarks68=None))
     kept: list = []
     for d in sorted(hits, key=lambda d: -d.score):
-        if all(_iou(d.box, k.box) < 0.3 for k in kept):
+        if all(iou(d.box, k.box) < 0.3 for k in kept):
             kept.append(d)
     return sorted(kept, key=lambda d: -d.area)
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass(frozen=True)
