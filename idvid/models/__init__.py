@@ -35,11 +35,12 @@ from idvid.models.model import (
 )
 from idvid.models.mofe import MoFE, MoFEConfig
 from idvid.models.motion import MotionControl, MotionControlConfig, MotionInputs
+from idvid.models.refiner import LatentRefiner, RefinerConfig
 
 __all__ = [
     "INJECTIONS", "VARIANTS", "Attachment", "BackboneConfig", "ConsisIDConfig", "IdAdapter", "IdAdapterConfig",
     "IdentityEncoder", "IdentityEncoderConfig", "IdentityFeatures", "IdentityInputs", "IdentityVideoModel",
-    "Injection", "InjectionContext", "MoCA", "MoCAConfig", "MoFE", "MoFEConfig", "ModelConfig", "MotionControl",
+    "Injection", "LatentRefiner", "RefinerConfig", "InjectionContext", "MoCA", "MoCAConfig", "MoFE", "MoFEConfig", "ModelConfig", "MotionControl",
     "MotionControlConfig", "MotionInputs", "PlainCrossAttentionConfig", "PlainIdCrossAttention", "attach",
     "backbone_flops", "build_model", "cogvideox_config", "detach", "temporal_broadcast", "temporal_pool",
     "tiny_config", "tiny_transformer_config", "tiny_vae_config", "laptop_config",

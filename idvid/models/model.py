@@ -50,6 +50,7 @@ from idvid.models.inject import CONTEXT_KEY, Injection, InjectionContext, Wiring
 from idvid.models.moca import MoCA
 from idvid.models.mofe import MoFE
 from idvid.models.motion import MotionControl, MotionInputs
+from idvid.models.refiner import LatentRefiner, RefinerConfig
 
 INJECTIONS: dict[str, type[Injection]] = {
     cls.kind: cls for cls in (MoCA, MoFE, IdAdapter, MotionControl, PlainIdCrossAttention)
@@ -73,6 +74,7 @@ class ModelConfig:
     identity: IdentityEncoderConfig = field(default_factory=IdentityEncoderConfig)
     injections: list[Any] = field(default_factory=list)  # injection configs (MoCAConfig, ...) in order
     consisid: ConsisIDConfig | None = None  # the ConsisID baseline instead of attached injections
+    refiner: RefinerConfig | None = None  # conv output head for narrow DiTs (idvid.models.refiner)
     text_encoder: str = "minilm"  # "minilm" | "t5" | "none" (text embeddings are given directly)
     text_encoder_path: str | None = None
     train_backbone: bool = False  # laptop scale trains the tiny backbone too; real scale freezes it
@@ -85,6 +87,8 @@ class ModelConfig:
             self.identity = IdentityEncoderConfig(**self.identity)
         if isinstance(self.consisid, dict):
             self.consisid = ConsisIDConfig(**self.consisid)
+        if isinstance(self.refiner, dict):
+            self.refiner = RefinerConfig(**self.refiner)
         parsed = []
         for item in self.injections:
             if isinstance(item, dict):
@@ -181,14 +185,16 @@ def cogvideox_config(path: str, variant: str = "moca", text_encoder_path: str | 
 def laptop_config(variant: str = "moca", **overrides: Any) -> ModelConfig:
     """The bundled default model's architecture: a 6-layer 4x32 CogVideoX on 4x-compressed latents of
     128x128 video (`laptop_transformer_config`, `laptop_vae_config`), MiniLM text, conv ID encoder with 16 ID
-    tokens, everything trainable. Small enough to train on a 2-core CPU and to sample in seconds."""
+    tokens, the latent refiner head (its 128-wide tokens cannot carry their 4x4 patches' noise; measured in
+    docs/training.md), everything trainable. Small enough to train on a 2-core CPU and to sample in seconds."""
     from idvid.models.backbone import laptop_transformer_config, laptop_vae_config
 
     identity = IdentityEncoderConfig(token_dim=64, image_dim=64, num_queries=16, qformer_depth=1, qformer_heads=4, id_dim=64)
     injections = sized_injections(variant, width=64, heads=4, action_tokens=8)
     consisid = ConsisIDConfig(lfe_depth=1, lfe_heads=4, lfe_head_dim=16, num_id_tokens=4, num_queries=16) if variant == "consisid" else None
     backbone = BackboneConfig(transformer=laptop_transformer_config(), vae=laptop_vae_config())
-    fields = dict(backbone=backbone, identity=identity, injections=injections, consisid=consisid, train_backbone=True)
+    fields = dict(backbone=backbone, identity=identity, injections=injections, consisid=consisid,
+                  refiner=RefinerConfig(), train_backbone=True)
     fields.update(overrides)
     return ModelConfig(**fields)
 
@@ -274,6 +280,9 @@ class IdentityVideoModel(nn.Module):
             shapes = self.id_encoder.feature_shapes()
             transformer = build_consisid(transformer, config.consisid, shapes["face_embedding"][1], shapes["image_tokens"][1])
         self.transformer = transformer
+        self.refiner = None
+        if config.refiner is not None:
+            self.refiner = LatentRefiner(config.refiner, transformer.config.in_channels, transformer.config.out_channels)
         self.attachment = attach(self.transformer, self.injections) if len(self.injections) else None
 
         # Trainability and precision of the new parts.
@@ -283,7 +292,7 @@ class IdentityVideoModel(nn.Module):
         if self.id_encoder is not None and isinstance(self.id_encoder.image_encoder, ClipImageEncoder):
             self.id_encoder.image_encoder.requires_grad_(False)
         adapter_dtype = PRECISIONS[config.adapter_precision]
-        for module in (self.injections, self.id_encoder, self.text_proj):
+        for module in (self.injections, self.id_encoder, self.text_proj, self.refiner):
             if module is not None:
                 module.to(adapter_dtype)
         if self.id_encoder is not None and isinstance(self.id_encoder.image_encoder, ClipImageEncoder):
@@ -349,6 +358,8 @@ class IdentityVideoModel(nn.Module):
             mods.append(("id_encoder", self.id_encoder))
         if self.text_proj is not None:
             mods.append(("text_proj", self.text_proj))
+        if self.refiner is not None:
+            mods.append(("refiner", self.refiner))
         if self.widened:
             mods.append(("transformer.patch_embed.proj", self.transformer.patch_embed.proj))
         if self.is_consisid:
@@ -388,8 +399,11 @@ class IdentityVideoModel(nn.Module):
         self.config.to_yaml(path.with_name(CONFIG_FILE))
         return path
 
-    def load_adapter(self, source: str | os.PathLike | dict[str, torch.Tensor]) -> None:
-        """Load weights written by `save_adapter` (a file, its folder, or a state dict); keys must match."""
+    def load_adapter(self, source: str | os.PathLike | dict[str, torch.Tensor],
+                     missing_ok: tuple[str, ...] = ()) -> list[str]:
+        """Load weights written by `save_adapter` (a file, its folder, or a state dict); keys must match, except
+        that keys under the prefixes in `missing_ok` may be absent (those modules keep their initialisation,
+        e.g. a zero-initialised refiner added to a trained model). Returns those absent keys."""
         if isinstance(source, dict):
             tensors = source
         else:
@@ -402,7 +416,8 @@ class IdentityVideoModel(nn.Module):
                 raise InputError(f"{path}: no adapter weights here")
             tensors = load_file(str(path))
         own = self.adapter_state_dict()
-        missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+        missing = sorted(k for k in set(own) - set(tensors) if not k.startswith(missing_ok))
+        unexpected = sorted(set(tensors) - set(own))
         if missing or unexpected:
             raise InputError(
                 f"adapter does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
@@ -414,6 +429,7 @@ class IdentityVideoModel(nn.Module):
         for prefix, module in self._adapter_modules():
             sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(sub, strict=False)
+        return sorted(set(own) - set(tensors))
 
     # ------------------------------------------------------------------ encoders
     def encode_text(self, prompts: list[str], max_length: int | None = None) -> torch.Tensor:
@@ -510,13 +526,17 @@ class IdentityVideoModel(nn.Module):
             hidden_states=x, encoder_hidden_states=text_emb.to(self.dtype), timestep=t, image_rotary_emb=rope, return_dict=False
         )
         if self.is_consisid:
-            return self._consisid_forward(kwargs, features)
-        if tc.get("ofs_embed_dim"):
-            kwargs["ofs"] = x.new_full((1,), 2.0)  # as diffusers' CogVideoX 1.5 I2V pipeline
-        if len(self.injections):
-            cond = {name: inj.prepare(features, motion) for name, inj in self.injections.items()}
-            kwargs["attention_kwargs"] = {CONTEXT_KEY: InjectionContext(cond=cond, grid=grid)}
-        return self.transformer(**kwargs)[0]
+            out = self._consisid_forward(kwargs, features)
+        else:
+            if tc.get("ofs_embed_dim"):
+                kwargs["ofs"] = x.new_full((1,), 2.0)  # as diffusers' CogVideoX 1.5 I2V pipeline
+            if len(self.injections):
+                cond = {name: inj.prepare(features, motion) for name, inj in self.injections.items()}
+                kwargs["attention_kwargs"] = {CONTEXT_KEY: InjectionContext(cond=cond, grid=grid)}
+            out = self.transformer(**kwargs)[0]
+        if self.refiner is not None:
+            out = out + self.refiner(x, out, t).to(out.dtype)
+        return out
 
     def _consisid_forward(self, kwargs: dict[str, Any], features) -> torch.Tensor:
         if features is None or features.face_embedding is None or features.image_tokens is None:
@@ -542,6 +562,8 @@ class IdentityVideoModel(nn.Module):
             out["consisid"] = consisid_layer_flops(self.transformer, batch, grid)
         for name, inj in self.injections.items():
             out[name] = inj.layer_flops(batch, grid)
+        if self.refiner is not None:
+            out["refiner"] = self.refiner.flops(batch * latent_shape[0], latent_shape[1] * latent_shape[2])
         return out
 
     # ------------------------------------------------------------------ whole-model checkpoints

@@ -22,6 +22,7 @@ All draws (t, ε, dropouts, VAE sampling) come from the step's generator, so a r
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ DEFAULT_SCHEDULER: dict[str, Any] = {
     "set_alpha_to_one": True,
 }
 VALIDATION_TIMESTEPS = (50, 250, 500, 750, 950)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -142,7 +144,10 @@ class IdentityVideoTask(TrainTask):
             raise InputError("config task.model_overrides: training needs a text encoder (text_encoder minilm or t5)")
         self.model = IdentityVideoModel(mcfg)
         if Path(c.model, "adapter.safetensors").is_file():
-            self.model.load_adapter(Path(c.model))
+            # a refiner added by task.model_overrides to a model trained without one starts at zero
+            fresh = self.model.load_adapter(Path(c.model), missing_ok=("refiner.",))
+            if fresh:
+                log.info("%s has no refiner weights: the refiner starts zero-initialised", c.model)
         if c.vae_path is not None:
             self._replace_vae(c.vae_path)
         if self.model.vae is None:
