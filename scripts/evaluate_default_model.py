@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 HELD_OUT_SEED = 2_000_000
+VALIDATION_SEED = 1_000_000  # validation identities: for choosing sampling settings (guidance), never for figures
 INTENSITIES = (0.0, 5.0, 10.0, 20.0)
 TARGETS = {  # name: (target, ">=" or "<=")
     "identity_gap_ratio": (0.5, ">="),
@@ -108,8 +109,9 @@ def held_out_cases(seed_start: int, count: int, fa, size: int, num_frames: int) 
     and motion intensity of their clip 0 rendered at `size` x `num_frames`; and the skipped seeds."""
     from idvid.synth import clip_spec, identity, render_clip, render_reference
 
-    if seed_start < HELD_OUT_SEED:
-        raise SystemExit(f"--seed-start must be >= {HELD_OUT_SEED} (held-out identities), got {seed_start}")
+    if seed_start < VALIDATION_SEED:
+        raise SystemExit(f"--seed-start must be >= {VALIDATION_SEED} (validation, for tuning) or >= {HELD_OUT_SEED} "
+                         f"(held-out, for acceptance figures), got {seed_start}: lower seeds are training identities")
     cases, skipped, seed = [], [], seed_start
     while len(cases) < count:
         ref = render_reference(identity(seed), 256)[0]
@@ -240,7 +242,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="pipeline folder to evaluate (default: the bundled default model)")
     ap.add_argument("--baseline", default=None, help="pipeline folder of a baseline for the FaceSim difference")
     ap.add_argument("--identities", type=int, default=16, help="held-out identities (default 16)")
-    ap.add_argument("--seed-start", type=int, default=HELD_OUT_SEED, help="first held-out identity seed")
+    ap.add_argument("--seed-start", type=int, default=HELD_OUT_SEED, help="first identity seed: >= 2,000,000 held-out (acceptance figures, the default); "
+                         "1,000,000-1,999,999 validation (to choose sampling settings)")
     ap.add_argument("--motion-identities", type=int, default=6, help="identities in the motion sweep (default 6)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--timing-steps", type=int, default=None,
