@@ -146,3 +146,8 @@ def test_identity_gap_leaves_out_faceless_videos(script):
     assert gap == {"same": 1.0, "different": 0.0, "gap": 1.0, "videos": 2}
     with pytest.raises(ValueError):
         script.identity_gap(np.ones((2, 3)))
+
+
+def test_training_identities_are_refused(script):
+    with pytest.raises(SystemExit, match="training identities"):
+        script.held_out_cases(999_999, 2, fa=None, size=64, num_frames=1)
