@@ -416,7 +416,8 @@ class IdentityVideoModel(nn.Module):
                 raise InputError(f"{path}: no adapter weights here")
             tensors = load_file(str(path))
         own = self.adapter_state_dict()
-        missing = sorted(k for k in set(own) - set(tensors) if not k.startswith(missing_ok))
+        absent = sorted(set(own) - set(tensors))
+        missing = [k for k in absent if not k.startswith(missing_ok)]
         unexpected = sorted(set(tensors) - set(own))
         if missing or unexpected:
             raise InputError(
@@ -429,7 +430,7 @@ class IdentityVideoModel(nn.Module):
         for prefix, module in self._adapter_modules():
             sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(sub, strict=False)
-        return sorted(set(own) - set(tensors))
+        return absent
 
     # ------------------------------------------------------------------ encoders
     def encode_text(self, prompts: list[str], max_length: int | None = None) -> torch.Tensor:

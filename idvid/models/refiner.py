@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from diffusers.models.embeddings import get_timestep_embedding
 from einops import rearrange
 from torch import nn
 
@@ -54,8 +55,6 @@ class LatentRefiner(nn.Module):
         return sum(2 * c.in_channels * c.out_channels * 9 * pixels * images for c in convs)
 
     def forward(self, x: torch.Tensor, pred: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-        from diffusers.models.embeddings import get_timestep_embedding
-
         b, f = x.shape[:2]
         h = self.conv_in(rearrange(torch.cat([x, pred.to(x.dtype)], dim=2), "b f c h w -> (b f) c h w"))
         temb = get_timestep_embedding(timestep.reshape(b).float(), self.time_dim)  # fp32 timestep features
