@@ -28,7 +28,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
 
-    from idvid.models import IdentityInputs
     from idvid.pipelines.ipt2v import load_pipeline
     from idvid.synth import clip_spec, identity, render_clip, render_reference
 
@@ -46,9 +45,7 @@ def main() -> None:
             with torch.no_grad():
                 z0 = model.encode_video(frames)
                 text = model.encode_text([clip.prompt])
-                ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None], face_crop=pipe._unit(ref.crop),
-                                     reference_latent=model.encode_reference(pipe._unit(ref.portrait))
-                                     if model.config.backbone.reference_latent else None)
+                ids = pipe.identity_inputs(ref)
                 motion = model.motion_inputs([clip.action_phrase], [float(clip.motion_intensity)]) \
                     if "motion" in model.injections else None
                 noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))

@@ -205,6 +205,21 @@ class IDVideoPipeline(DiffusionPipeline):
     def _unit(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 127.5 - 1
 
+    @torch.no_grad()
+    def identity_inputs(self, ref: Reference):
+        """The model's identity condition from an analysed reference (SFace embedding, aligned crop and the
+        framed portrait's VAE latent); None for a model with no identity path."""
+        from idvid.models import IdentityInputs
+
+        model = self.model
+        if model.id_encoder is None and not model.config.backbone.reference_latent:
+            return None
+        device = model.device
+        ref_latent = model.encode_reference(self._unit(ref.portrait).to(device)) \
+            if model.config.backbone.reference_latent else None
+        return IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None].to(device),
+                              face_crop=self._unit(ref.crop).to(device), reference_latent=ref_latent)
+
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def __call__(
@@ -225,7 +240,6 @@ class IDVideoPipeline(DiffusionPipeline):
         `action`: the action phrase for motion control (default: extracted from the prompt). `generator`:
         a torch.Generator or an int seed; the same seed gives the same frames. `output_type`: "np" (uint8
         frames), "pt" (float frames in [-1, 1]) or "latent"."""
-        from idvid.models import IdentityInputs
         from idvid.text.prompts import extract_action_phrase
 
         d, model = self.defaults, self.model
@@ -256,12 +270,7 @@ class IDVideoPipeline(DiffusionPipeline):
         text = model.encode_text([prompt])
         uncond_text = model.encode_text([""])
         motion = model.motion_inputs([phrase], [intensity]) if "motion" in model.injections else None
-        ids = None
-        if model.id_encoder is not None or model.config.backbone.reference_latent:
-            ref_latent = model.encode_reference(self._unit(ref.portrait).to(device)) \
-                if model.config.backbone.reference_latent else None
-            ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None].to(device),
-                                 face_crop=self._unit(ref.crop).to(device), reference_latent=ref_latent)
+        ids = self.identity_inputs(ref)
 
         # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
         tc = model.transformer.config
