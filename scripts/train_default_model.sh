@@ -16,21 +16,24 @@ if [ ! -f "$W/vae/config.json" ]; then
 fi
 
 # 2. The DiT with MoCA identity layers + Motion Control, on cached latents of that VAE. Stages 2-3 ran before
-#    the laptop preset had its refiner head, hence refiner=null to reproduce them.
+#    the laptop preset had its refiner head and speed-word dropout, hence refiner=null and
+#    speed_word_dropout=0 to reproduce them.
 idvid train --config laptop-moca run_dir="$W/run-moca" task.vae_path="$W/vae" data.cache_dir="$W/cache" \
-  task.model_overrides.refiner=null threads=2 -q --export "$W/moca"
+  task.model_overrides.refiner=null task.speed_word_dropout=0 threads=2 -q --export "$W/moca"
 
 # 3. Further training from that export on a new cosine schedule planned for 2000 steps; the shipped model
 #    used its step-800 checkpoint (the session ended there), exported like the VAE.
 if [ ! -f "$W/moca-2/model_config.yaml" ]; then
   idvid train --config laptop-moca run_dir="$W/run-moca-2" task.model="$W/moca" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" threads=2 max_steps=2000 optim.warmup_steps=50 -q || true  # interrupt after step 800
+    data.cache_dir="$W/cache" task.speed_word_dropout=0 threads=2 max_steps=2000 \
+    optim.warmup_steps=50 -q || true  # interrupt after step 800
   idvid train --config "$W/run-moca-2/config.yaml" max_steps=800 -q --export "$W/moca-2"
 fi
 
 # 4. The latent refiner head added (zero-initialised, docs/models.md) and everything trained 3000 more steps.
 idvid train --config laptop-moca run_dir="$W/run-moca-3" task.model="$W/moca-2" \
-  task.model_overrides.refiner.channels=48 task.vae_path="$W/vae" data.cache_dir="$W/cache" threads=2 \
+  task.model_overrides.refiner.channels=48 task.vae_path="$W/vae" data.cache_dir="$W/cache" \
+  task.speed_word_dropout=0 threads=2 \
   max_steps=3000 optim.warmup_steps=50 checkpoint.every=200 validation.every=1000 -q --export "$W/moca-3"
 
 # 5. Package as a pipeline folder with its generation defaults.

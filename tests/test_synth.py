@@ -12,7 +12,7 @@ from idvid.synth import geometry
 from idvid.synth.head import NEUTRAL, Expression, rotation
 from idvid.synth.identity import check_seed_range, identity, split_of
 from idvid.synth.motion import ACTIONS, Motion, intensity_from_tracks, sample_motion
-from idvid.synth.prompts import action_phrase, prompt
+from idvid.synth.prompts import action_phrase, prompt, strip_speed_words
 from idvid.synth.render import make_scene, render_frame
 from idvid.synth.world import clip_spec, iter_identities, render_clip, render_reference
 
@@ -171,6 +171,19 @@ def test_actions_prompts_and_phrases():
     assert spec.appearance.clothing_colour in text and spec.appearance.background_colour in text
     if ident.hair_style != "bald":
         assert ident.hair_colour in text
+
+
+def test_strip_speed_words_removes_only_the_adverbs():
+    ident = identity(2_000_010)
+    spec = clip_spec(ident.seed, 0)
+    fast = _motion("shaking_head", 1.9, secondary="smiling")
+    slow = _motion("shaking_head", 0.6)
+    assert action_phrase(ident, fast) == f"smiles and quickly shakes {ident.pronoun} head"
+    assert strip_speed_words(action_phrase(ident, fast)) == f"smiles and shakes {ident.pronoun} head"
+    assert strip_speed_words(action_phrase(ident, slow)) == f"shakes {ident.pronoun} head"
+    text = prompt(ident, spec.appearance, fast)
+    assert strip_speed_words(text) == prompt(ident, spec.appearance, _motion("shaking_head", 1.0, secondary="smiling"))
+    assert strip_speed_words("a quicklyish word stays") == "a quicklyish word stays"
 
 
 def test_expression_changes_pixels_in_the_face_only(scene):

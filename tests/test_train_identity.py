@@ -160,6 +160,42 @@ def test_uncond_dropout_drops_text_and_identity_together(tmp_path, monkeypatch):
     assert seen["ids"] is None and seen["prompts"] == ["", ""]
 
 
+def test_speed_word_dropout_strips_prompt_and_action_phrase_together(tmp_path, monkeypatch):
+    """With speed_word_dropout ~ 1 no "slowly"/"quickly" reaches the text encoder or the motion module,
+    while the intensity does: it alone then says how fast."""
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'run'}", "max_steps=2", "log.progress=false",
+                                          "data.num_identities=6", "data.clips_per_identity=2", "data.frames=5",
+                                          "data.num_workers=0", "batch_size=6", "validation.every=0",
+                                          "task.motion=true", "task.text_dropout=0", "task.speed_word_dropout=0.999"])
+    run = setup(cfg)
+    model = run.task.model
+    seen = {"prompts": [], "phrases": [], "intensity": [], "raw": []}
+    real_text, real_motion, real_losses = model.encode_text, model.motion_inputs, run.task.compute_losses
+
+    def compute_losses(batch, ctx, *a, **k):
+        seen["raw"] += list(batch["prompt"]) + list(batch["action_phrase"])
+        return real_losses(batch, ctx, *a, **k)
+
+    def encode_text(prompts, max_length=None):
+        seen["prompts"] += list(prompts)
+        return real_text(prompts, max_length)
+
+    def motion_inputs(phrases, intensity):
+        seen["phrases"] += list(phrases)
+        seen["intensity"] += [float(x) for x in intensity]
+        return real_motion(phrases, intensity)
+
+    monkeypatch.setattr(model, "encode_text", encode_text)
+    monkeypatch.setattr(model, "motion_inputs", motion_inputs)
+    monkeypatch.setattr(run.task, "compute_losses", compute_losses)
+    fit(run)
+    assert any(w in " ".join(seen["raw"]) for w in ("slowly", "quickly"))  # there was something to strip
+    words = " ".join(seen["prompts"] + seen["phrases"])
+    assert seen["phrases"] and "slowly" not in words and "quickly" not in words
+    assert all(p in t for p, t in zip(seen["phrases"], seen["prompts"], strict=True) if p)
+    assert max(seen["intensity"]) > 0
+
+
 def test_vae_trains_on_random_windows_and_decoder_only_in_adapter_mode(tmp_path, monkeypatch):
     from idvid.errors import InputError
 

@@ -11,6 +11,8 @@ left in front of a blue wall, warm light from the left".
 
 from __future__ import annotations
 
+import re
+
 from idvid.synth.appearance import Appearance
 from idvid.synth.identity import Identity
 from idvid.synth.motion import Motion
@@ -104,6 +106,17 @@ def describe_light(app: Appearance) -> str:
     where = {"front": "from the front", "left": "from the left", "right": "from the right", "above": "from above"}
     strength = "soft " if app.light_intensity < 0.95 else "bright " if app.light_intensity > 1.07 else ""
     return f"{strength}{app.light_temperature} light {where[app.light_direction]}"
+
+
+SPEED_WORDS = ("slowly", "quickly")  # the only words of a prompt that say how much something moves
+_SPEED_RE = re.compile(r"\b(?:" + "|".join(SPEED_WORDS) + r")\s+")
+
+
+def strip_speed_words(text: str) -> str:
+    """The text without its speed adverbs: "smiles and slowly turns" -> "smiles and turns". Training drops
+    them at random (`task.speed_word_dropout`) so that the motion intensity, not the wording, carries how
+    much the person moves (MotionCharacter's split: the action phrase says what, the intensity how much)."""
+    return _SPEED_RE.sub("", text)
 
 
 def action_phrase(ident: Identity, motion: Motion) -> str:

@@ -7,6 +7,8 @@ Per micro-batch (shapes for B clips of T frames, latents (B, F', C, h, w)):
        face crop + reference latent (the whole identity dropped with p = id_dropout per batch); with
        p = uncond_dropout a batch drops both — the unconditional branch classifier-free guidance needs
        (IDVideoPipeline guides text and identity together); motion: action phrase + motion intensity
+       (with p = speed_word_dropout per clip, "slowly"/"quickly" leave prompt and phrase, so that the
+       intensity alone must say how fast)
     3. t ~ U[0, T), ε ~ N(0, I), Z_t = scheduler.add_noise(Z̃0, ε, t); the model predicts the scheduler's
        target (v for CogVideoX)
     4. losses (idvid.objectives):
@@ -69,6 +71,7 @@ class IdentityTaskConfig(TaskConfig):
     text_dropout: float = 0.05
     id_dropout: float = 0.05
     uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
+    speed_word_dropout: float = 0.0  # per clip, "slowly"/"quickly" removed from prompt and action phrase
     vae_sample: bool = False  # sample the VAE posterior (True) or take its mode
 
     def __post_init__(self) -> None:
@@ -84,7 +87,7 @@ class IdentityTaskConfig(TaskConfig):
             _check(Path(self.vae_path, "config.json").is_file(), "task.vae_path", f"{self.vae_path}: no config.json")
         for name in ("perceptual_alpha", "perceptual_beta", "id_loss_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
-        for name in ("text_dropout", "id_dropout", "uncond_dropout"):
+        for name in ("text_dropout", "id_dropout", "uncond_dropout", "speed_word_dropout"):
             _check(0 <= getattr(self, name) < 1, f"task.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         if self.id_loss_weight > 0:
             _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
@@ -262,7 +265,13 @@ class IdentityVideoTask(TrainTask):
         z0, ref_latent, mask, region = self._inputs(batch, ctx)
         b = z0.shape[0]
         # conditioning dropouts (training only), drawn from the step's generator
-        prompts = list(batch["prompt"])
+        prompts, phrases = list(batch["prompt"]), list(batch["action_phrase"])
+        if ctx.training and c.speed_word_dropout > 0:  # drawn only when on, so other runs keep their streams
+            from idvid.synth.prompts import strip_speed_words
+
+            strip = (torch.rand(b, generator=g) < c.speed_word_dropout).tolist()
+            prompts = [strip_speed_words(p) if s else p for p, s in zip(prompts, strip, strict=True)]
+            phrases = [strip_speed_words(p) if s else p for p, s in zip(phrases, strip, strict=True)]
         if ctx.training:
             drop_text = torch.rand(b, generator=g) < c.text_dropout
             drop_id = bool(torch.rand((), generator=g) < c.id_dropout)
@@ -279,7 +288,7 @@ class IdentityVideoTask(TrainTask):
             face_crop=_uint8_to_unit(batch["face_crop"]),
             reference_latent=ref_latent,
         )
-        motion = model.motion_inputs(list(batch["action_phrase"]), batch["motion_intensity"]) \
+        motion = model.motion_inputs(phrases, batch["motion_intensity"]) \
             if "motion" in model.injections else None
 
         noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
