@@ -78,3 +78,40 @@ def test_refiner_flops_match_the_flop_counter():
 def test_refiner_config_is_validated():
     with pytest.raises(ValueError, match="channels and layers"):
         LatentRefiner(RefinerConfig(channels=0), 4, 4)
+
+
+def test_reference_every_frame_layout_and_zero_init_warm_start(tmp_path):
+    """backbone.reference_every_frame appends the reference latent to every frame (zeros without one); added
+    to a trained model (transformer and refiner widened with zero weights) the output is unchanged."""
+    from idvid.models import IdentityVideoModel, ModelConfig
+
+    trained = make(RefinerConfig(channels=8, layers=1))
+    perturb_new_weights(trained)
+    trained.save_pretrained(tmp_path / "m")
+    cfg = ModelConfig.from_yaml(tmp_path / "m" / "model_config.yaml")
+    cfg.backbone.path = str(tmp_path / "m")
+    cfg.backbone.reference_every_frame = True
+    grown = IdentityVideoModel(cfg).eval()
+    grown.load_adapter(tmp_path / "m")
+    inputs = make_inputs(trained)
+    latents, ref = inputs[0], inputs[3].reference_latent
+    c = latents.shape[2]
+    x = grown.condition_latents(latents, ref)
+    assert x.shape[2] == 3 * c and grown.transformer.config.in_channels == 3 * c
+    assert torch.equal(x[:, :, :c], latents) and torch.equal(x[:, 0, c:2 * c], ref)
+    assert not x[:, 1:, c:2 * c].any()  # the I2V slot: frame 0 only
+    assert all(torch.equal(x[:, f, 2 * c:], ref) for f in range(latents.shape[1]))  # every frame
+    assert not grown.condition_latents(latents, None)[:, :, c:].any()  # unconditional: zeros
+    with torch.no_grad():
+        assert torch.equal(grown(*inputs), trained(*inputs))
+        # once trained, the per-frame refiner of a later frame reads the reference directly
+        torch.nn.init.normal_(grown.refiner.conv_in.weight, std=0.1)
+        a = grown.refiner(grown.condition_latents(latents, ref), latents, inputs[1])
+        b = grown.refiner(grown.condition_latents(latents, ref + 1), latents, inputs[1])
+        assert not torch.allclose(a[:, 2], b[:, 2])
+        # the grown model saves and reloads as itself
+        grown.save_pretrained(tmp_path / "grown")
+        again = IdentityVideoModel.from_pretrained(tmp_path / "grown").eval()
+        assert again.config.backbone.reference_every_frame and torch.equal(again(*inputs), grown(*inputs))
+    with pytest.raises(ValueError, match="needs reference_latent"):
+        ModelConfig.from_dict({**cfg.to_dict(), "backbone": {**cfg.to_dict()["backbone"], "reference_latent": False}})

@@ -113,11 +113,16 @@ class BackboneConfig:
     gradient_checkpointing: bool = False
     offload_frozen: bool = False  # keep frozen VAE / text / image encoders on the CPU between uses
     reference_latent: bool = True  # I2V-style channel concat of the reference latent (global ID)
+    # also the reference latent in every frame, in C more input channels (zero-initialised when added): a narrow
+    # DiT and the per-frame refiner then see the face at full latent resolution in every frame, not only frame 0
+    reference_every_frame: bool = False
     with_vae: bool = True  # False: no VAE (e.g. the overhead bench, which feeds latents directly)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        if self.reference_every_frame and not self.reference_latent:
+            raise ValueError("reference_every_frame needs reference_latent")
         if self.path is not None:
             self.path = str(self.path)
 

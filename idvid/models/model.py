@@ -239,8 +239,11 @@ class IdentityVideoModel(nn.Module):
         tc = transformer.config
         self.latent_channels = self.vae.config.latent_channels if self.vae is not None else tc.out_channels
         self.widened = False
+        # a backbone that already takes the reference channels (an idvid model folder) holds their trained
+        # patch embedding itself; only channels added now are new
+        self._folder_reference_channels = tc.in_channels > self.latent_channels
         if bb.reference_latent:
-            self.widened = widen_input_channels(transformer, 2 * self.latent_channels)
+            self.widened = widen_input_channels(transformer, (3 if bb.reference_every_frame else 2) * self.latent_channels)
         elif tc.in_channels != self.latent_channels:
             raise ValueError(f"backbone takes {tc.in_channels} channels but reference_latent is off ({self.latent_channels} latent channels)")
 
@@ -403,7 +406,8 @@ class IdentityVideoModel(nn.Module):
                      missing_ok: tuple[str, ...] = ()) -> list[str]:
         """Load weights written by `save_adapter` (a file, its folder, or a state dict); keys must match, except
         that keys under the prefixes in `missing_ok` may be absent (those modules keep their initialisation,
-        e.g. a zero-initialised refiner added to a trained model). Returns those absent keys."""
+        e.g. a zero-initialised refiner added to a trained model), and a refiner trained on fewer input
+        channels gets zero weights for the new ones. Returns the absent keys."""
         if isinstance(source, dict):
             tensors = source
         else:
@@ -416,6 +420,14 @@ class IdentityVideoModel(nn.Module):
                 raise InputError(f"{path}: no adapter weights here")
             tensors = load_file(str(path))
         own = self.adapter_state_dict()
+        patch = "transformer.patch_embed.proj."
+        if self.widened and self._folder_reference_channels:
+            missing_ok = (*missing_ok, patch)  # its weights came with the transformer, widened with zeros
+        tensors = dict(tensors)
+        if not self.widened:  # saved by a model that widened it; this one loaded it in the transformer
+            for key in [k for k in tensors if k.startswith(patch)]:
+                if self.transformer.state_dict()[key[len("transformer."):]].shape != tensors.pop(key).shape:
+                    raise InputError(f"adapter tensor {key} does not match this model's patch embedding")
         absent = sorted(set(own) - set(tensors))
         missing = [k for k in absent if not k.startswith(missing_ok)]
         unexpected = sorted(set(tensors) - set(own))
@@ -424,6 +436,9 @@ class IdentityVideoModel(nn.Module):
                 f"adapter does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )
+        if self.refiner is not None and "refiner.conv_in.weight" in tensors:
+            # a refiner trained with fewer input channels (reference_every_frame added): new ones start at zero
+            tensors["refiner.conv_in.weight"] = self.refiner.widen_conv_in(tensors["refiner.conv_in.weight"])
         for key, value in tensors.items():
             if own[key].shape != value.shape:
                 raise InputError(f"adapter tensor {key} has shape {tuple(value.shape)}, expected {tuple(own[key].shape)}")
@@ -491,17 +506,23 @@ class IdentityVideoModel(nn.Module):
 
     # ------------------------------------------------------------------ denoiser
     def condition_latents(self, latents: torch.Tensor, reference_latent: torch.Tensor | None) -> torch.Tensor:
-        """[latents ; reference latent in frame 0, zeros elsewhere] along channels: (B, F, 2C, h, w)."""
-        if not self.config.backbone.reference_latent:
+        """[latents ; reference latent in frame 0, zeros elsewhere] along channels: (B, F, 2C, h, w); with
+        `backbone.reference_every_frame`, then also [; the reference latent in every frame]: (B, F, 3C, h, w).
+        No reference (the unconditional branch): zeros in its place."""
+        bb = self.config.backbone
+        if not bb.reference_latent:
             return latents
         b, f, c, h, w = latents.shape
+        slots = 2 if bb.reference_every_frame else 1
         if reference_latent is None:
-            cond = latents.new_zeros(b, f, c, h, w)
-        else:
-            if reference_latent.shape != (b, c, h, w):
-                raise InputError(f"reference latent {tuple(reference_latent.shape)} does not match latents {(b, c, h, w)}")
-            cond = torch.cat([reference_latent[:, None].to(latents.dtype), latents.new_zeros(b, f - 1, c, h, w)], dim=1)
-        return torch.cat([latents, cond], dim=2)
+            return torch.cat([latents, latents.new_zeros(b, f, slots * c, h, w)], dim=2)
+        if reference_latent.shape != (b, c, h, w):
+            raise InputError(f"reference latent {tuple(reference_latent.shape)} does not match latents {(b, c, h, w)}")
+        ref = reference_latent[:, None].to(latents.dtype)
+        parts = [latents, torch.cat([ref, latents.new_zeros(b, f - 1, c, h, w)], dim=1)]
+        if bb.reference_every_frame:
+            parts.append(ref.expand(b, f, c, h, w))
+        return torch.cat(parts, dim=2)
 
     def forward(
         self,

@@ -48,6 +48,19 @@ class LatentRefiner(nn.Module):
         nn.init.zeros_(self.conv_out.weight)  # starts as "no correction"
         nn.init.zeros_(self.conv_out.bias)
 
+    def widen_conv_in(self, weight: torch.Tensor) -> torch.Tensor:
+        """`conv_in.weight` of a refiner built with fewer input channels x, laid out for this one: the
+        channels appended to x (e.g. backbone.reference_every_frame) get zero weights, so the output is the
+        old refiner's. Returned unchanged when it already fits."""
+        own = self.conv_in.weight
+        added = own.shape[1] - weight.shape[1]
+        if added == 0 or weight.shape[0] != own.shape[0] or weight.shape[2:] != own.shape[2:] or added < 0:
+            return weight
+        out_channels = self.conv_out.out_channels
+        old_x = weight.shape[1] - out_channels  # layout: [x channels ; prediction channels]
+        zeros = weight.new_zeros(weight.shape[0], added, *weight.shape[2:])
+        return torch.cat([weight[:, :old_x], zeros, weight[:, old_x:]], dim=1)
+
     def flops(self, images: int, pixels: int) -> int:
         """Forward FLOPs of the convolutions (2 per multiply-add) over `images` latent frames of `pixels`
         pixels; the timestep MLP, norms and activations are negligible and excluded."""

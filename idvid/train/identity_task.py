@@ -147,9 +147,10 @@ class IdentityVideoTask(TrainTask):
             raise InputError("config task.model_overrides: training needs a text encoder (text_encoder minilm or t5)")
         self.model = IdentityVideoModel(mcfg)
         if Path(c.model, "adapter.safetensors").is_file():
-            # a refiner added by task.model_overrides to a model trained without one starts at zero
+            # parts added by task.model_overrides to a model trained without them (a refiner, the reference
+            # channels of backbone.reference_every_frame) start at zero: the warm start predicts as before
             fresh = self.model.load_adapter(Path(c.model), missing_ok=("refiner.",))
-            if fresh:
+            if any(k.startswith("refiner.") for k in fresh):
                 log.info("%s has no refiner weights: the refiner starts zero-initialised", c.model)
         if c.vae_path is not None:
             self._replace_vae(c.vae_path)
