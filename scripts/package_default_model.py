@@ -26,6 +26,7 @@ def main() -> None:
                          "train_mode=adapter); its encoder must equal the model's, so latents keep their meaning")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance-rescale", type=float, default=0.0)
     ap.add_argument("--motion-intensity", type=float, default=4.0)
     args = ap.parse_args()
 
@@ -45,6 +46,7 @@ def main() -> None:
         pipe.model.vae = vae.requires_grad_(False).eval()
     d = pipe.defaults
     d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
+    d.guidance_rescale = args.guidance_rescale
     card = args.out / "MODEL_CARD.md"
     keep = card.read_text() if card.is_file() else None
     if args.out.exists():

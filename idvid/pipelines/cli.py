@@ -32,6 +32,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--frames", type=int, default=None, help="Number of frames (default and maximum: the model's).")
 @click.option("--steps", type=int, default=None, help="DPM-Solver steps (default: the model's).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default: the model's).")
+@click.option("--guidance-rescale", "guidance_rescale", type=float, default=None,
+              help="0..1: rescale guided predictions toward the conditional one's spread (default: the model's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same video.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output video OUT.mp4 (OUT.gif and the contact sheet OUT.png are written beside it).")
@@ -41,7 +43,7 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
-             steps: int | None, guidance: float | None, seed: int, out: Path, model: Path | None, fps: float,
+             steps: int | None, guidance: float | None, guidance_rescale: float | None, seed: int, out: Path, model: Path | None, fps: float,
              threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
@@ -69,7 +71,8 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe = load_pipeline(model, threads=threads)
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
-                  num_inference_steps=steps, guidance_scale=guidance, generator=seed)
+                  num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
+                  generator=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)
     t, h, w = result.frames.shape[:3]

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 from diffusers.utils import BaseOutput
 
 from idvid.errors import InputError, NoFaceFound
@@ -46,6 +47,7 @@ class PipelineDefaults:
     num_frames: int = 17  # also the most the model generates (it was trained on this many)
     num_inference_steps: int = 20
     guidance_scale: float = 5.0
+    guidance_rescale: float = 0.0  # φ of Lin et al. 2023 §3.4 for zero-terminal-SNR schedules (0: plain CFG)
     motion_intensity: float = 3.0  # MotionCharacter's intensity scale (seed 002 Eq. 7), 0 .. 20
     size: int = 128  # frame height and width in pixels
     face_width: float = REFERENCE_FACE_WIDTH
@@ -231,6 +233,7 @@ class IDVideoPipeline(DiffusionPipeline):
         num_frames: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        guidance_rescale: float | None = None,
         generator: torch.Generator | int | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
@@ -253,6 +256,9 @@ class IDVideoPipeline(DiffusionPipeline):
         guidance = float(d.guidance_scale if guidance_scale is None else guidance_scale)
         if guidance < 0:
             raise InputError(f"--guidance must be >= 0, got {guidance}")
+        rescale = float(d.guidance_rescale if guidance_rescale is None else guidance_rescale)
+        if not 0 <= rescale <= 1:
+            raise InputError(f"--guidance-rescale must be in [0, 1], got {rescale}")
         intensity = float(d.motion_intensity if motion_intensity is None else motion_intensity)
         max_intensity = 20.0
         if "motion" in model.injections:
@@ -290,11 +296,13 @@ class IDVideoPipeline(DiffusionPipeline):
             if guidance != 1.0:
                 uncond = model(x, t, uncond_text, None, motion).float()
                 pred = uncond + guidance * (cond - uncond)
+                if rescale > 0:  # pull the guided prediction's std back toward the conditional one's
+                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
             else:
                 pred = cond
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
 
-        info = dict(steps=steps, guidance=guidance, frames=wanted, generated_frames=frames_out)
+        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, frames=wanted, generated_frames=frames_out)
         out = dict(reference=ref, action_phrase=phrase, motion_intensity=intensity, info=info)
         if output_type == "latent":
             return IDVideoPipelineOutput(frames=latents, **out)
