@@ -15,7 +15,8 @@ clip 0 (ground truth from `idvid.synth.clip_spec(seed_i, 0)`). Two stages: gener
   attribute     fraction of identities whose prompt's clothing colour is rendered
                 (idvid.evaluate.attributes), and the same check on the ground-truth clips   (>= 0.7)
   motion        for --motion-identities identities, one prompt each (their first clip with a non-static
-                action), generated at motion intensity 0, 5, 10, 20 with the same seed: mean optical-flow
+                action, "slowly"/"quickly" removed so that only the intensity says how fast), generated at
+                motion intensity 0, 5, 10, 20 with the same seed: mean optical-flow
                 magnitude (idvid.evaluate.motion) per intensity, averaged; it should rise monotonically
   timing        `idvid generate --ref <held-out reference png> --prompt ... [--model DIR]` as a subprocess
                 with the model's defaults: wall seconds and peak RSS              (<= 15 s, <= 3 GB)
@@ -128,14 +129,17 @@ def held_out_cases(seed_start: int, count: int, fa, size: int, num_frames: int) 
 
 
 def motion_prompt(seed: int) -> tuple[int, str, str]:
-    """(clip index, prompt, action phrase) of the identity's first clip with a non-static action."""
+    """(clip index, prompt, action phrase) of the identity's first clip with a non-static action, without
+    "slowly"/"quickly": the requested intensity alone says how fast (a prompt saying "slowly" with
+    intensity 20 would ask for two speeds at once)."""
     from idvid.synth import clip_spec, render_clip
+    from idvid.synth.prompts import strip_speed_words
 
     for k in range(32):
         spec = clip_spec(seed, k)
         if spec.motion.action != "static":
             clip = render_clip(spec, pixels=False)
-            return k, clip.prompt, clip.action_phrase
+            return k, strip_speed_words(clip.prompt), strip_speed_words(clip.action_phrase)
     raise RuntimeError(f"identity {seed}: no non-static clip among the first 32")
 
 

@@ -119,6 +119,18 @@ def test_mean_flow_magnitude_of_a_known_shift(dx, dy):
     assert mean_flow_magnitude(np.stack([frames[0]] * 3)) == pytest.approx(0.0, abs=1e-3)
 
 
+def test_motion_prompts_leave_the_speed_to_the_intensity(script):
+    """The motion check's prompts name an action but no speed: the requested intensity alone asks for it."""
+    prompts = [script.motion_prompt(seed) for seed in range(2_000_000, 2_000_012)]
+    for k, prompt, phrase in prompts:
+        assert k >= 0 and phrase and phrase in prompt
+        assert "slowly" not in prompt and "quickly" not in prompt
+    from idvid.synth import clip_spec, render_clip
+
+    raw = [render_clip(clip_spec(seed, k), pixels=False).prompt for seed, (k, _, _) in zip(range(2_000_000, 2_000_012), prompts, strict=True)]
+    assert any(w in p for p in raw for w in ("slowly", "quickly"))  # the synthetic prompts had them
+
+
 # ------------------------------------------------------------------------------------- identity gap
 def test_identity_gap_by_hand(script):
     refs = np.eye(3, 4)  # three orthonormal identities in 4-d
