@@ -26,7 +26,11 @@ import cv2
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
-from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+try:  # diffusers >= 0.35 keeps it in the guiders, which do not import transformers
+    from diffusers.guiders.guider_utils import rescale_noise_cfg
+except ImportError:  # older diffusers: the Stable Diffusion pipeline module (imports transformers' CLIP)
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 from diffusers.utils import BaseOutput
 
 from idvid.errors import InputError, NoFaceFound
