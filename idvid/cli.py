@@ -3,11 +3,15 @@
 Subcommands live beside the code they drive (`idvid/<package>/cli.py`) and are imported only when
 invoked, so `idvid --help` does not pay for torch or onnxruntime. User mistakes (`IdvidError`, click
 usage errors) become one line on stderr and exit code 2; anything else is a bug and keeps its traceback.
+transformers' and diffusers' own warnings are kept to errors unless TRANSFORMERS_VERBOSITY /
+DIFFUSERS_VERBOSITY say otherwise: they are advice to developers (e.g. "install torchvision") that would
+otherwise sit above a command's one-line error.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -61,6 +65,8 @@ def _fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; turns user errors into one line and exit code 2."""
+    for library in ("TRANSFORMERS", "DIFFUSERS"):
+        os.environ.setdefault(f"{library}_VERBOSITY", "error")
     try:
         cli.main(args=argv, prog_name="idvid", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
