@@ -117,6 +117,58 @@ def test_real_kill_of_the_cli_resumes_exactly(tmp_path):
     assert max(abs(a[s]["loss"] - b[s]["loss"]) for s in a) <= 1e-6
 
 
+def test_sigterm_checkpoints_the_step_in_flight_and_resumes_exactly(tmp_path):
+    """SIGTERM at step 6 (checkpoints every 4): fit ends the step, checkpoints step 6, raises
+    TrainingStopped and puts the old handler back; the resumed run equals an uninterrupted one."""
+    from idvid.train.trainer import TrainingStopped
+
+    def terminate_at(step):
+        def on_step(run, losses):
+            if run.step == step:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        return on_step
+
+    stopped = setup(toy(tmp_path / "a"))
+    with pytest.raises(TrainingStopped) as info:
+        fit(stopped, on_step=terminate_at(6))
+    assert info.value.step == 6 and info.value.signum == signal.SIGTERM
+    assert info.value.checkpoint == latest_checkpoint(tmp_path / "a") and info.value.checkpoint.name == "step-00000006"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    records = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert records[-1] == {"kind": "stopped", "step": 6, "signal": "SIGTERM"}
+
+    resumed = setup(toy(tmp_path / "a"))
+    assert resumed.step == 6
+    fit(resumed)
+    straight = setup(toy(tmp_path / "b"))
+    fit(straight)
+    a, b = train_records(tmp_path / "b"), train_records(tmp_path / "a")
+    assert sorted(a) == sorted(b) == list(range(1, 13))
+    assert max(abs(a[s]["loss"] - b[s]["loss"]) for s in a) <= 1e-6
+
+
+def test_sigterm_to_the_cli_exits_143_with_a_resume_hint(tmp_path):
+    args = ["--config", "toy", *BASE, "max_steps=100000", "checkpoint.every=1000", "validation.every=0",
+            f"run_dir={tmp_path}", "--quiet"]
+    code = "from idvid.cli import main; import sys; main(['train', *sys.argv[1:]])"
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and '"kind": "train"' not in _read(tmp_path / "log.jsonl"):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    step = int(err.split("at step ")[1].split(",")[0])
+    assert latest_checkpoint(tmp_path).name == f"step-{step:08d}"
+    assert err.strip().splitlines()[-1].endswith("run the same command to resume")
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 def test_ema_update_equation_on_hand_numbers():
     w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     ema = EMA([("w", w)], decay=0.5, warmup=False)

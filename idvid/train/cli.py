@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -46,6 +48,7 @@ def train(config: str | None, overrides: tuple[str, ...], resume: bool | None, f
     Every N steps (checkpoint.every) an atomic checkpoint is written to RUN/checkpoints/step-N
     (safetensors weights, EMA and optimizer state, JSON trainer state, the config YAML); a killed run
     started again with the same config continues from the latest one with the same loss trajectory.
+    SIGTERM or Ctrl-C stops after the step in flight and checkpoints it first (exit code 143 / 130).
     Validation metrics are logged every validation.every steps.
     """
     from idvid.train.config import list_presets as presets
@@ -65,12 +68,18 @@ def train(config: str | None, overrides: tuple[str, ...], resume: bool | None, f
     logging.basicConfig(level=logging.INFO, format="idvid train: %(message)s")
     logging.getLogger("idvid").setLevel(logging.INFO)
 
-    from idvid.train.trainer import export_run, fit, setup
+    from idvid.train.trainer import TrainingStopped, export_run, fit, setup
 
     run = setup(cfg, resume=resume, resume_from=from_checkpoint)
     if run.resumed_from is not None and run.is_main:
         click.echo(f"resuming from {run.resumed_from} (step {run.step})", err=True)
-    fit(run)
+    try:
+        fit(run)
+    except TrainingStopped as stop:
+        if run.is_main:
+            click.echo(f"idvid train: stopped by {signal.Signals(stop.signum).name} at step {stop.step}, "
+                       f"checkpointed to {stop.checkpoint}; run the same command to resume", err=True)
+        sys.exit(128 + stop.signum)  # the shell's convention for a process ended by a signal
     if run.is_main:
         click.echo(f"done: {run.step} steps -> {run.run_dir}", err=True)
     if export is not None:

@@ -23,6 +23,8 @@ import logging
 import math
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -374,11 +376,57 @@ def _truncate_log(path: Path, step: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the loop
+class TrainingStopped(Exception):
+    """`fit` was asked to stop by SIGTERM/SIGINT: it finished the step in flight and checkpointed it."""
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {checkpoint}")
+
+
+class _StopRequests:
+    """Turns the first SIGTERM/SIGINT during `fit` into a request honoured at the end of the step in flight
+    (schedulers and `kill` send SIGTERM before SIGKILL; a step can take seconds). A second signal has its
+    usual effect. A SIGINT the parent set to be ignored (`nohup cmd &`) stays ignored."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._request)
+        return self
+
+    def _request(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self.restore()
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def requested(self, acc: Any) -> bool:
+        """Whether any process was signalled (all processes agree, so they checkpoint together)."""
+        if acc.num_processes == 1:
+            return self.signum is not None
+        flag = torch.tensor([0.0 if self.signum is None else float(self.signum)], device=acc.device)
+        value = float(acc.reduce(flag, "sum"))
+        if value and self.signum is None:
+            self.signum = int(signal.SIGTERM)
+        return value > 0
+
+
 def fit(run: Run, on_step: Callable[[Run, dict[str, torch.Tensor]], None] | None = None) -> list[dict[str, float]]:
     """Train from `run.step` to `config.max_steps`; returns this call's per-step losses (as logged).
 
     `on_step(run, losses)` is called after every optimizer step with that step's loss tensors (after
     logging, validation and checkpointing); raising from it stops the run like a kill would.
+    A SIGTERM or SIGINT stops the run after the step in flight, with a checkpoint of that step: `fit`
+    then raises `TrainingStopped`, and the same command resumes it exactly.
     """
     cfg, acc, task, model, optimizer = run.config, run.accelerator, run.task, run.model, run.optimizer
     named = task.named_trainable_parameters()
@@ -403,6 +451,7 @@ def fit(run: Run, on_step: Callable[[Run, dict[str, torch.Tensor]], None] | None
     this_call: list[dict[str, float]] = []
     t_window = time.perf_counter()
     model.train()
+    stops = _StopRequests().install()
     try:
         while run.step < cfg.max_steps:
             step = run.step
@@ -455,7 +504,13 @@ def fit(run: Run, on_step: Callable[[Run, dict[str, torch.Tensor]], None] | None
                 run.save()
             if on_step is not None:
                 on_step(run, totals)
+            if stops.requested(acc) and run.step < cfg.max_steps:
+                saved = run.step % cfg.checkpoint.every == 0
+                path = run.save() if not saved else latest_checkpoint(run.run_dir)
+                run.log_record({"kind": "stopped", "step": run.step, "signal": signal.Signals(stops.signum).name})
+                raise TrainingStopped(stops.signum, run.step, path)
     finally:
+        stops.restore()
         bar.close()
     return this_call
 
