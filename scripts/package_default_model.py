@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--guidance-rescale", type=float, default=0.0)
+    ap.add_argument("--identity-guidance", type=float, default=None,
+                    help="a separate guidance scale for the identity (default: guided together with the text)")
     ap.add_argument("--motion-intensity", type=float, default=4.0)
     args = ap.parse_args()
 
@@ -46,7 +48,7 @@ def main() -> None:
         pipe.model.vae = vae.requires_grad_(False).eval()
     d = pipe.defaults
     d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
-    d.guidance_rescale = args.guidance_rescale
+    d.guidance_rescale, d.identity_guidance_scale = args.guidance_rescale, args.identity_guidance
     card = args.out / "MODEL_CARD.md"
     keep = card.read_text() if card.is_file() else None
     if args.out.exists():

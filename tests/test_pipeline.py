@@ -86,18 +86,20 @@ def test_same_seed_same_frames_after_a_save_load_round_trip(tiny_pipeline_dir, r
     assert a.action_phrase == "smiles and turns to her left"
 
 
-@pytest.mark.parametrize("rescale", [0.0, 0.7])
+@pytest.mark.parametrize("rescale, g_id", [(0.0, None), (0.7, None), (0.0, 6.0), (0.7, 6.0)])
 def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline_dir, reference, one_torch_thread,
-                                                                  rescale):
-    """The pipeline's latents equal a hand-written loop: ε-free v-prediction guided as p = u + g (c − u), and
-    with guidance rescale φ (Lin et al. 2023 §3.4) p ← φ · p · std(c) / std(p) + (1 − φ) · p."""
+                                                                  rescale, g_id):
+    """The pipeline's latents equal a hand-written loop: ε-free v-prediction guided as p = u + g (c − u), or with
+    a separate identity scale p = u + g (c_text − u) + g_id (c − c_text); and with guidance rescale φ (Lin et
+    al. 2023 §3.4) p ← φ · p · std(c) / std(p) + (1 − φ) · p."""
     from idvid.models import IdentityInputs
 
     pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
     pipe.set_progress_bar_config(disable=True)
     g = 2.5
     out = pipe(reference, PROMPT, generator=3, guidance_scale=g, guidance_rescale=rescale, num_inference_steps=3,
-               output_type="latent")
+               identity_guidance_scale=g_id, output_type="latent")
+    assert out.info["identity_guidance"] == (g if g_id is None else g_id)
     model, ref = pipe.model, out.reference
     unit = IDVideoPipeline._unit
     ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None], face_crop=unit(ref.crop),
@@ -111,7 +113,11 @@ def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline
         for t in sched.timesteps:
             c = model(latents, t, text, ids, motion)
             u = model(latents, t, empty, None, motion)
-            p = u + g * (c - u)
+            if g_id is None:
+                p = u + g * (c - u)
+            else:
+                c_text = model(latents, t, text, None, motion)
+                p = u + g * (c_text - u) + g_id * (c - c_text)
             p = rescale * p * c.std() / p.std() + (1 - rescale) * p
             latents = sched.step(p, t, latents).prev_sample
     torch.testing.assert_close(out.frames, latents, rtol=1e-5, atol=1e-5)
@@ -127,6 +133,8 @@ def test_bad_inputs_raise_clear_errors(tiny_pipeline_dir, reference):
         pipe(reference, PROMPT, motion_intensity=25)
     with pytest.raises(InputError, match="guidance-rescale"):
         pipe(reference, PROMPT, guidance_rescale=1.5)
+    with pytest.raises(InputError, match="identity-guidance"):
+        pipe(reference, PROMPT, identity_guidance_scale=-1)
 
 
 # ------------------------------------------------------------------ command line

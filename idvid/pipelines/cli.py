@@ -34,6 +34,9 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default: the model's).")
 @click.option("--guidance-rescale", "guidance_rescale", type=float, default=None,
               help="0..1: rescale guided predictions toward the conditional one's spread (default: the model's).")
+@click.option("--identity-guidance", "identity_guidance", type=float, default=None,
+              help="Guide the identity apart from the text with this scale (3 model calls a step; default: "
+                   "the model's, usually the same as --guidance, i.e. guided together).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same video.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output video OUT.mp4 (OUT.gif and the contact sheet OUT.png are written beside it).")
@@ -43,7 +46,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
-             steps: int | None, guidance: float | None, guidance_rescale: float | None, seed: int, out: Path, model: Path | None, fps: float,
+             steps: int | None, guidance: float | None, guidance_rescale: float | None,
+             identity_guidance: float | None, seed: int, out: Path, model: Path | None, fps: float,
              threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
@@ -72,7 +76,7 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                  generator=seed)
+                  identity_guidance_scale=identity_guidance, generator=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)
     t, h, w = result.frames.shape[:3]

@@ -52,6 +52,8 @@ class PipelineDefaults:
     num_inference_steps: int = 20
     guidance_scale: float = 5.0
     guidance_rescale: float = 0.0  # φ of Lin et al. 2023 §3.4 for zero-terminal-SNR schedules (0: plain CFG)
+    # g_id: guidance of the identity apart from the text's (None: text and identity guided together by g)
+    identity_guidance_scale: float | None = None
     motion_intensity: float = 3.0  # MotionCharacter's intensity scale (seed 002 Eq. 7), 0 .. 20
     size: int = 128  # frame height and width in pixels
     face_width: float = REFERENCE_FACE_WIDTH
@@ -238,11 +240,16 @@ class IDVideoPipeline(DiffusionPipeline):
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         guidance_rescale: float | None = None,
+        identity_guidance_scale: float | None = None,
         generator: torch.Generator | int | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
     ) -> IDVideoPipelineOutput:
         """Generate a video of the person in `reference` doing what `prompt` says.
+
+        Classifier-free guidance with scale g guides text and identity together: ε = ε(∅) + g (ε(c, id) − ε(∅)).
+        `identity_guidance_scale` g_id separates them (three model calls a step instead of two):
+        ε = ε(∅) + g (ε(c) − ε(∅)) + g_id (ε(c, id) − ε(c)); g_id = g is the two-call formula again.
 
         `action`: the action phrase for motion control (default: extracted from the prompt). `generator`:
         a torch.Generator or an int seed; the same seed gives the same frames. `output_type`: "np" (uint8
@@ -263,6 +270,10 @@ class IDVideoPipeline(DiffusionPipeline):
         rescale = float(d.guidance_rescale if guidance_rescale is None else guidance_rescale)
         if not 0 <= rescale <= 1:
             raise InputError(f"--guidance-rescale must be in [0, 1], got {rescale}")
+        id_guidance = d.identity_guidance_scale if identity_guidance_scale is None else identity_guidance_scale
+        id_guidance = guidance if id_guidance is None else float(id_guidance)
+        if id_guidance < 0:
+            raise InputError(f"--identity-guidance must be >= 0, got {id_guidance}")
         intensity = float(d.motion_intensity if motion_intensity is None else motion_intensity)
         max_intensity = 20.0
         if "motion" in model.injections:
@@ -281,6 +292,7 @@ class IDVideoPipeline(DiffusionPipeline):
         uncond_text = model.encode_text([""])
         motion = model.motion_inputs([phrase], [intensity]) if "motion" in model.injections else None
         ids = self.identity_inputs(ref)
+        separate_identity = ids is not None and id_guidance != guidance
 
         # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
         tc = model.transformer.config
@@ -297,7 +309,13 @@ class IDVideoPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             x = self.scheduler.scale_model_input(latents, t).to(dtype)
             cond = model(x, t, text, ids, motion).float()
-            if guidance != 1.0:
+            if separate_identity:
+                uncond = model(x, t, uncond_text, None, motion).float()
+                text_only = model(x, t, text, None, motion).float()
+                pred = uncond + guidance * (text_only - uncond) + id_guidance * (cond - text_only)
+                if rescale > 0:
+                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
+            elif guidance != 1.0:
                 uncond = model(x, t, uncond_text, None, motion).float()
                 pred = uncond + guidance * (cond - uncond)
                 if rescale > 0:  # pull the guided prediction's std back toward the conditional one's
@@ -306,7 +324,7 @@ class IDVideoPipeline(DiffusionPipeline):
                 pred = cond
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
 
-        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, frames=wanted, generated_frames=frames_out)
+        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted, generated_frames=frames_out)
         out = dict(reference=ref, action_phrase=phrase, motion_intensity=intensity, info=info)
         if output_type == "latent":
             return IDVideoPipelineOutput(frames=latents, **out)
