@@ -115,6 +115,44 @@ def test_gradient_checkpointing_gives_the_same_gradients(variant):
         torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_motion_time_embedding_starts_at_zero_then_shifts_every_blocks_timestep_embedding():
+    """motion.time_embedding=True: added to a trained model it changes nothing, bit for bit; once trained,
+    every block receives temb + MLP(sin/cos features of the intensity), and gradients reach the MLP."""
+    from idvid.models.motion import MotionControlConfig
+
+    trained = make_model("motioncharacter")
+    perturb_new_weights(trained)
+    cfg = tiny_config("motioncharacter", text_encoder="none")
+    next(c for c in cfg.injections if isinstance(c, MotionControlConfig)).time_embedding = True
+    timed = build_model(cfg).eval()
+    timed.transformer.load_state_dict(trained.transformer.state_dict())
+    fresh = timed.load_adapter(trained.adapter_state_dict(), missing_ok=("injections.motion.temb_proj.",))
+    assert fresh and all(k.startswith("injections.motion.temb_proj.") for k in fresh)
+
+    seen: dict[str, list[torch.Tensor]] = {"trained": [], "timed": []}
+    for name, model in (("trained", trained), ("timed", timed)):
+        for block in model.transformer.transformer_blocks:  # registered after attach(): sees the shifted temb
+            block.register_forward_pre_hook(lambda m, a, kw, name=name: seen[name].append(kw["temb"].clone()),
+                                            with_kwargs=True)
+    latents, t, text, ids, motion = make_inputs(trained)
+    with torch.no_grad():
+        assert torch.equal(timed(latents, t, text, ids, motion), trained(latents, t, text, ids, motion))
+        proj = timed.injections["motion"].temb_proj
+        torch.nn.init.normal_(proj[2].weight, std=0.1)
+        seen["timed"].clear()
+        shifted = timed(latents, t, text, ids, motion)
+        feats = timed.injections["motion"].motion_embed.features(motion.intensity)
+        extra = proj[2](torch.nn.functional.silu(proj[0](feats)))
+    assert len(seen["timed"]) == len(timed.transformer.transformer_blocks)
+    for base, got in zip(seen["trained"], seen["timed"], strict=True):
+        torch.testing.assert_close(got, base + extra)
+    assert (shifted - trained(latents, t, text, ids, motion)).abs().max() > 1e-4
+    with torch.no_grad():  # the unconditional branch (no motion) has no shift
+        torch.testing.assert_close(timed(latents, t, text, None, None), trained(latents, t, text, None, None))
+    timed(latents, t, text, ids, motion).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in proj.parameters())
+
+
 @pytest.mark.parametrize("variant", ["moca", "mofe", "motioncharacter", "consisid"])
 def test_adapter_saves_and_loads_alone(variant, tmp_path):
     trained = make_model(variant, train_backbone=False)

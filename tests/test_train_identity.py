@@ -215,3 +215,20 @@ def test_vae_trains_on_random_windows_and_decoder_only_in_adapter_mode(tmp_path,
     # adapter mode: the encoder (hence every cached latent) is untouched, the decoder learns
     assert all(torch.equal(v, run.task.vae.encoder.state_dict()[k]) for k, v in encoder_before.items())
     assert any(not torch.equal(v, run.task.vae.decoder.state_dict()[k]) for k, v in decoder_before.items())
+
+
+def test_model_overrides_address_an_injection_by_its_kind():
+    from idvid.errors import InputError
+    from idvid.models import MoCAConfig, MotionControlConfig
+    from idvid.train.identity_task import model_config_for
+
+    task = load_config("tiny-synth-moca", ["task.motion=true",
+                                           "task.model_overrides.injections.motion.time_embedding=true",
+                                           "task.model_overrides.injections.moca.pool_sizes=[2,4]"]).task
+    cfg = model_config_for(task, "full")
+    motion = [c for c in cfg.injections if isinstance(c, MotionControlConfig)]
+    assert len(motion) == 1 and motion[0].time_embedding and motion[0].alpha == 1.0
+    assert [c for c in cfg.injections if isinstance(c, MoCAConfig)][0].pool_sizes == [2, 4]
+    task = load_config("tiny-synth-moca", ["task.model_overrides.injections.mofe.every=2"]).task
+    with pytest.raises(InputError, match=r"injections.mofe: the model has no 'mofe' injection \(it has moca"):
+        model_config_for(task, "full")

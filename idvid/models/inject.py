@@ -12,7 +12,9 @@ diffusers'); after a block has run, each attached layer adds its residual to the
 Per-call conditioning (ID tokens, the latent frame grid HTP needs) travels inside the transformer's own
 `attention_kwargs` under `CONTEXT_KEY`, so it is an ordinary argument of every block call: it survives
 gradient checkpointing's recomputation in the backward pass and never lives in global state. The pre-hook
-takes it out again before the block's attention sees its kwargs.
+takes it out again before the block's attention sees its kwargs. An injection whose prepared conditioning
+holds `TEMB_KEY` (B, Te) has it added to the timestep embedding every block receives, by the same
+pre-hook: the block's adaptive LayerNorms then scale and shift with it.
 
 Per-block layers are owned by their `Injection` (not registered in the transformer): the backbone's
 `state_dict()` and `save_pretrained()` are unchanged by attaching, and the new weights are exactly the
@@ -29,6 +31,7 @@ import torch
 from torch import nn
 
 CONTEXT_KEY = "idvid_context"
+TEMB_KEY = "temb"  # in an injection's prepared conditioning: an addition to every block's timestep embedding
 
 
 @dataclass
@@ -155,9 +158,23 @@ def _pop_context(args: tuple, kwargs: dict) -> tuple[tuple, dict, InjectionConte
     return args, kwargs, None
 
 
+def _shift_temb(args: tuple, kwargs: dict, context: InjectionContext | None) -> tuple[tuple, dict]:
+    """Add the injections' timestep-embedding terms (`TEMB_KEY`) to the block's `temb` argument."""
+    if context is None:
+        return args, kwargs
+    extra = [c[TEMB_KEY] for c in context.cond.values() if c is not None and TEMB_KEY in c]
+    if not extra:
+        return args, kwargs
+    temb = kwargs["temb"] if "temb" in kwargs else args[_TEMB_POS]
+    shifted = temb + sum(extra).to(temb.dtype)
+    if "temb" in kwargs:
+        return args, {**kwargs, "temb": shifted}
+    return args[:_TEMB_POS] + (shifted,) + args[_TEMB_POS + 1 :], kwargs
+
+
 def _strip_hook(module, args, kwargs):
-    args, kwargs, _ = _pop_context(args, kwargs)
-    return args, kwargs
+    args, kwargs, context = _pop_context(args, kwargs)
+    return _shift_temb(args, kwargs, context)
 
 
 def attach(transformer: nn.Module, injections: Mapping[str, Injection]) -> Attachment:
@@ -187,7 +204,7 @@ def attach(transformer: nn.Module, injections: Mapping[str, Injection]) -> Attac
 
         def pre_hook(module, args, kwargs, slot=slot):
             args, kwargs, slot[0] = _pop_context(args, kwargs)
-            return args, kwargs
+            return _shift_temb(args, kwargs, slot[0])
 
         def post_hook(module, args, kwargs, output, slot=slot, layers=layers):
             context, slot[0] = slot[0], None

@@ -7,6 +7,13 @@ the adapter's output), K^a/V^a come from the action-phrase embedding E_A (the te
 embeddings of e.g. "talking"), K^m/V^m from the motion embedding E_M = MLP(motion intensity). The
 intensity scalar is expanded to sinusoidal features first (as diffusion timesteps are) so the MLP can
 resolve small differences; the seed caps intensity at 20. As everywhere, W_o starts at zero.
+
+With one motion token, Attn(Q', K^m, V^m) is the same vector at every position: Eq. 8 alone can only add
+a per-video bias to the hidden states, and the laptop model learned to ignore it (docs/models.md).
+`time_embedding=True` adds a second, multiplicative route, as Stable Video Diffusion conditions on its
+motion bucket: an MLP of the intensity features is added to the timestep embedding every block's adaptive
+LayerNorm scales and shifts with. Its last layer starts at zero, so adding it to a trained model changes
+nothing until it trains.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from einops import rearrange
 from torch import nn
 
 from idvid.models.attention import KeyValue, attend, merge_heads, split_heads
-from idvid.models.inject import BlockInputs, Injection, InjectionLayer
+from idvid.models.inject import TEMB_KEY, BlockInputs, Injection, InjectionLayer
 
 
 @dataclass
@@ -43,6 +50,7 @@ class MotionControlConfig:
     heads: int | None = None
     head_dim: int | None = None
     every: int = 1
+    time_embedding: bool = False  # also add an intensity embedding to the blocks' timestep embedding (AdaLN)
 
     def __post_init__(self) -> None:
         if self.max_intensity <= 0:
@@ -62,11 +70,14 @@ class MotionEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * frequencies, dim), nn.SiLU(), nn.Linear(dim, tokens * dim))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, intensity: torch.Tensor) -> torch.Tensor:
+    def features(self, intensity: torch.Tensor) -> torch.Tensor:
+        """Sinusoidal features of the intensity: (B,) -> (B, 2f)."""
         m = intensity.float().clamp(0, self.max_intensity) / self.max_intensity * 1000.0  # [0, 1000]
         args = m[:, None] * self.freqs[None]  # (B, f)
-        feats = torch.cat([torch.sin(args), torch.cos(args)], dim=-1).to(self.mlp[0].weight.dtype)
-        return self.norm(rearrange(self.mlp(feats), "b (n d) -> b n d", n=self.tokens))
+        return torch.cat([torch.sin(args), torch.cos(args)], dim=-1).to(self.mlp[0].weight.dtype)
+
+    def forward(self, intensity: torch.Tensor) -> torch.Tensor:
+        return self.norm(rearrange(self.mlp(self.features(intensity)), "b (n d) -> b n d", n=self.tokens))
 
 
 class MotionControlLayer(InjectionLayer):
@@ -108,6 +119,13 @@ class MotionControl(Injection):
         self.motion_embed = MotionEmbedding(
             config.context_dim, config.motion_tokens, config.frequencies, config.max_intensity
         )
+        self.temb_proj = None
+        if config.time_embedding:  # intensity features -> an addition to the timestep embedding, zero at first
+            self.temb_proj = nn.Sequential(
+                nn.Linear(2 * config.frequencies, wiring.temb_dim), nn.SiLU(), nn.Linear(wiring.temb_dim, wiring.temb_dim)
+            )
+            nn.init.zeros_(self.temb_proj[2].weight)
+            nn.init.zeros_(self.temb_proj[2].bias)
 
     def make_layer(self) -> MotionControlLayer:
         cfg: MotionControlConfig = self.config
@@ -129,6 +147,8 @@ class MotionControl(Injection):
         }
         if motion.action_mask is not None:
             cond["action_mask"] = motion.action_mask.to(torch.bool)
+        if self.temb_proj is not None:  # (B, Te), added to every block's timestep embedding (inject.py)
+            cond[TEMB_KEY] = self.temb_proj(self.motion_embed.features(motion.intensity))
         return cond
 
     def context_tokens(self) -> dict[str, int]:

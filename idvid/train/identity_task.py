@@ -51,6 +51,8 @@ DEFAULT_SCHEDULER: dict[str, Any] = {
     "set_alpha_to_one": True,
 }
 VALIDATION_TIMESTEPS = (50, 250, 500, 750, 950)
+# Adapter parts a warm start may lack (added by task.model_overrides; zero-initialised, so harmless).
+ZERO_INIT_ADDITIONS = ("refiner.", "injections.motion.temb_proj.")
 log = logging.getLogger(__name__)
 
 
@@ -115,7 +117,16 @@ def model_config_for(task: IdentityTaskConfig, train_mode: str):
     if task.motion and not any(isinstance(c, MotionControlConfig) for c in cfg.injections):
         cfg.injections.append(MotionControlConfig())
     d = merge(cfg.to_dict(), {"train_backbone": train_mode == "full"})
-    d = merge(d, task.model_overrides)
+    overrides = dict(task.model_overrides)
+    if isinstance(overrides.get("injections"), dict):  # injections.<kind>.<field>: one injection by its kind
+        kinds = [inj["kind"] for inj in d["injections"]]
+        for kind, update in overrides.pop("injections").items():
+            if kind not in kinds:
+                raise InputError(f"config task.model_overrides.injections.{kind}: the model has no {kind!r} "
+                                 f"injection (it has {', '.join(kinds) or 'none'})")
+            i = kinds.index(kind)
+            d["injections"][i] = merge(d["injections"][i], update)
+    d = merge(d, overrides)
     try:
         return ModelConfig.from_dict(d)
     except (TypeError, ValueError) as exc:
@@ -148,10 +159,12 @@ class IdentityVideoTask(TrainTask):
         self.model = IdentityVideoModel(mcfg)
         if Path(c.model, "adapter.safetensors").is_file():
             # parts added by task.model_overrides to a model trained without them (a refiner, the reference
-            # channels of backbone.reference_every_frame) start at zero: the warm start predicts as before
-            fresh = self.model.load_adapter(Path(c.model), missing_ok=("refiner.",))
-            if any(k.startswith("refiner.") for k in fresh):
-                log.info("%s has no refiner weights: the refiner starts zero-initialised", c.model)
+            # channels of backbone.reference_every_frame, the motion time embedding) start at zero: the warm
+            # start predicts as before
+            fresh = self.model.load_adapter(Path(c.model), missing_ok=ZERO_INIT_ADDITIONS)
+            for prefix in ZERO_INIT_ADDITIONS:
+                if any(k.startswith(prefix) for k in fresh):
+                    log.info("%s has no %s weights: they start zero-initialised", c.model, prefix.rstrip("."))
         if c.vae_path is not None:
             self._replace_vae(c.vae_path)
         if self.model.vae is None:
