@@ -129,12 +129,19 @@ def test_sigterm_checkpoints_the_step_in_flight_and_resumes_exactly(tmp_path):
 
         return on_step
 
-    stopped = setup(toy(tmp_path / "a"))
-    with pytest.raises(TrainingStopped) as info:
-        fit(stopped, on_step=terminate_at(6))
+    def theirs(signum, frame):  # a handler someone else installed (ray.init does) must come back
+        raise AssertionError("the trainer's own handler should have taken the signal")
+
+    previous = signal.signal(signal.SIGTERM, theirs)
+    try:
+        stopped = setup(toy(tmp_path / "a"))
+        with pytest.raises(TrainingStopped) as info:
+            fit(stopped, on_step=terminate_at(6))
+        assert signal.getsignal(signal.SIGTERM) is theirs
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert info.value.step == 6 and info.value.signum == signal.SIGTERM
     assert info.value.checkpoint == latest_checkpoint(tmp_path / "a") and info.value.checkpoint.name == "step-00000006"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     records = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert records[-1] == {"kind": "stopped", "step": 6, "signal": "SIGTERM"}
 
