@@ -36,16 +36,19 @@ idvid train --config laptop-moca run_dir="$W/run-moca-3" task.model="$W/moca-2" 
   task.speed_word_dropout=0 threads=2 \
   max_steps=3000 optim.warmup_steps=50 checkpoint.every=200 validation.every=1000 -q --export "$W/moca-3"
 
-# 5. The reference latent in every frame (backbone.reference_every_frame, zero-initialised channels) and
-#    speed-word dropout (the preset's 0.5), on a new cosine schedule planned for 3500 steps at lr 3e-4.
-#    STEPS5: the checkpoint the shipped model was exported from (the session's time ran out before 3500).
+# 5. The reference latent in every frame (backbone.reference_every_frame, zero-initialised channels), the
+#    motion intensity also through the timestep embedding (injections.motion.time_embedding, zero-initialised
+#    MLP) and speed-word dropout (the preset's 0.5), on a new cosine schedule planned for 3500 steps at lr 3e-4.
+#    STEPS5: the checkpoint the shipped model was exported from.
 STEPS5=${STEPS5:-3500}
 if [ ! -f "$W/moca-4/model_config.yaml" ]; then
   idvid train --config laptop-moca run_dir="$W/run-moca-4" task.model="$W/moca-3" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" task.model_overrides.backbone.reference_every_frame=true threads=2 \
-    max_steps=3500 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=300 -q \
-    || true  # interrupt after checkpoints/step-$STEPS5
-  idvid train --config "$W/run-moca-4/config.yaml" max_steps="$STEPS5" -q --export "$W/moca-4"
+    data.cache_dir="$W/cache" task.model_overrides.backbone.reference_every_frame=true \
+    task.model_overrides.injections.motion.time_embedding=true threads=2 \
+    max_steps=3500 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=500 -q
+  idvid train --config "$W/run-moca-4/config.yaml" run_dir="$W/run-moca-4-export" \
+    --from-checkpoint "$W/run-moca-4/checkpoints/step-$(printf %08d "$STEPS5")" max_steps="$STEPS5" -q \
+    --export "$W/moca-4"
 fi
 
 # 6. Package as a pipeline folder with its generation defaults.
