@@ -36,7 +36,7 @@ idvid train --config laptop-moca run_dir="$W/run-moca-3" task.model="$W/moca-2" 
   task.speed_word_dropout=0 threads=2 \
   max_steps=3000 optim.warmup_steps=50 checkpoint.every=200 validation.every=1000 -q --export "$W/moca-3"
 
-# 5. The reference latent in every frame (backbone.reference_every_frame, zero-initialised channels), the
+# 5. DiT stage 4: the reference latent in every frame (backbone.reference_every_frame, zero-init channels), the
 #    motion intensity also through the timestep embedding (injections.motion.time_embedding, zero-initialised
 #    MLP) and speed-word dropout (the preset's 0.5), on a new cosine schedule planned for 3500 steps at lr 3e-4.
 #    STEPS5: the checkpoint the shipped model was exported from.
