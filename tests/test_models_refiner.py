@@ -115,3 +115,101 @@ def test_reference_every_frame_layout_and_zero_init_warm_start(tmp_path):
         assert again.config.backbone.reference_every_frame and torch.equal(again(*inputs), grown(*inputs))
     with pytest.raises(ValueError, match="needs reference_latent"):
         ModelConfig.from_dict({**cfg.to_dict(), "backbone": {**cfg.to_dict()["backbone"], "reference_latent": False}})
+
+
+# ---------------------------------------------------------------- attention to the reference latent
+def naive_reference_attention(att, h, reference):
+    """The same computation written out cell by cell: softmax over the reference cells of q·k/√d."""
+    p = att.patch
+    n, ch, height, width = h.shape
+    frames = n // reference.shape[0]
+    r = torch.nn.functional.silu(att.ref_norm(att.ref_in(reference)))
+    hn = att.norm(h)
+    rows, cols = height // p, width // p
+    out = torch.zeros_like(h)
+
+    def cell(t, y, x):  # a cell's pixels in (channel, row, column) order
+        return t[:, y * p:(y + 1) * p, x * p:(x + 1) * p].reshape(-1)
+
+    def feats(y, x):  # sin/cos of row and column at frequencies 2^k·π, positions in [0, 1)
+        angles = torch.tensor([y / rows * torch.pi * 2.0**k for k in range(att.frequencies)]
+                              + [x / cols * torch.pi * 2.0**k for k in range(att.frequencies)])
+        return torch.cat([angles.sin(), angles.cos()])
+
+    for i in range(n):
+        ref = r[i // frames]
+        keys = [(y, x) for y in range(rows) for x in range(cols)]
+        k = torch.stack([att.to_k(cell(ref, y, x)) + att.pos_k(feats(y, x)) for y, x in keys])
+        v = torch.stack([att.to_v(cell(ref, y, x)) for y, x in keys])
+        for y, x in keys:
+            q = att.to_q(cell(hn[i], y, x)) + att.pos_q(feats(y, x))
+            w = torch.softmax(k @ q / q.numel() ** 0.5, dim=0)
+            out[i, :, y * p:(y + 1) * p, x * p:(x + 1) * p] = (w @ v).reshape(ch, p, p)
+    return h + att.to_out(out)
+
+
+def attention_refiner(seed=0, **kw):
+    torch.manual_seed(seed)
+    r = LatentRefiner(RefinerConfig(channels=8, layers=1, time_dim=16, reference_dim=6, reference_frequencies=3, **kw),
+                      in_channels=6, out_channels=3).eval()
+    torch.nn.init.normal_(r.conv_out.weight, std=0.1)
+    torch.nn.init.normal_(r.reference.to_out.weight, std=0.3)  # as after training
+    return r
+
+
+def test_reference_attention_matches_a_naive_softmax_over_reference_cells():
+    att = attention_refiner().reference
+    h, reference = torch.randn(6, 8, 4, 6), torch.randn(2, 3, 4, 6)  # 2 samples x 3 frames
+    with torch.no_grad():
+        assert torch.allclose(att(h, reference), naive_reference_attention(att, h, reference), atol=1e-5)
+
+
+def test_reference_attention_reads_the_reference_slot_and_pads_odd_sizes():
+    r = attention_refiner()
+    x, pred, t = torch.randn(2, 3, 6, 5, 7), torch.randn(2, 3, 3, 5, 7), torch.tensor([100, 900])
+    with torch.no_grad():
+        base = r(x, pred, t)
+        assert base.shape == pred.shape  # 5x7 padded to 6x8 cells and cropped back
+        # the reference slot is frame 0's channels 3..5: changing it changes every frame of that sample only
+        x2 = x.clone()
+        x2[0, 0, 3:] += 1
+        out = r(x2, pred, t)
+        assert all(not torch.allclose(out[0, f], base[0, f]) for f in range(3)) and torch.equal(out[1], base[1])
+        # without the attention the other frames would not have seen frame 0's slot at all
+        r.reference = None
+        plain, plain2 = r(x, pred, t), r(x2, pred, t)
+        assert torch.equal(plain[0, 1:], plain2[0, 1:])
+
+
+def test_reference_attention_added_to_a_trained_refiner_changes_nothing(tmp_path):
+    trained = make(RefinerConfig(channels=8, layers=1))
+    perturb_new_weights(trained)
+    trained.save_pretrained(tmp_path / "m")
+    grown = make(RefinerConfig(channels=8, layers=1, reference_dim=8), seed=3)
+    grown.transformer.load_state_dict(trained.transformer.state_dict())
+    fresh = grown.load_adapter(tmp_path / "m", missing_ok=("refiner.",))
+    assert fresh and all(k.startswith("refiner.reference.") for k in fresh)
+    inputs = make_inputs(trained)
+    with torch.no_grad():
+        assert torch.equal(grown(*inputs), trained(*inputs))
+    grown.train()
+    grown(*inputs).square().mean().backward()
+    assert grown.refiner.reference.to_out.weight.grad.abs().sum() > 0  # it can start learning
+
+
+def test_reference_attention_flops_match_the_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    r = attention_refiner()
+    x, pred, t = torch.randn(2, 3, 6, 4, 6), torch.randn(2, 3, 3, 4, 6), torch.tensor([1, 2])
+    with FlopCounterMode(display=False) as counter:
+        r(x, pred, t)
+    counted = sum(counter.get_flop_counts()["Global"].values())  # everything, minus the two small MLPs below
+    time_mlp = sum(2 * m.in_features * m.out_features * 2 for m in r.time if isinstance(m, torch.nn.Linear))
+    positions = sum(2 * m.in_features * m.out_features * 6 for m in (r.reference.pos_q, r.reference.pos_k))
+    assert r.flops(images=6, pixels=24, references=2) == counted - time_mlp - positions
+
+
+def test_reference_attention_needs_the_reference_channels():
+    with pytest.raises(ValueError, match="reference latent"):
+        LatentRefiner(RefinerConfig(reference_dim=4), in_channels=3, out_channels=3)

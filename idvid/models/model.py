@@ -585,7 +585,7 @@ class IdentityVideoModel(nn.Module):
         for name, inj in self.injections.items():
             out[name] = inj.layer_flops(batch, grid)
         if self.refiner is not None:
-            out["refiner"] = self.refiner.flops(batch * latent_shape[0], latent_shape[1] * latent_shape[2])
+            out["refiner"] = self.refiner.flops(batch * latent_shape[0], latent_shape[1] * latent_shape[2], batch)
         return out
 
     # ------------------------------------------------------------------ whole-model checkpoints
