@@ -39,18 +39,35 @@ idvid train --config laptop-moca run_dir="$W/run-moca-3" task.model="$W/moca-2" 
 # 5. DiT stage 4: the reference latent in every frame (backbone.reference_every_frame, zero-init channels), the
 #    motion intensity also through the timestep embedding (injections.motion.time_embedding, zero-initialised
 #    MLP) and speed-word dropout (the preset's 0.5), on a new cosine schedule planned for 3500 steps at lr 3e-4.
-#    STEPS5: the checkpoint the shipped model was exported from.
-STEPS5=${STEPS5:-3500}
 if [ ! -f "$W/moca-4/model_config.yaml" ]; then
   idvid train --config laptop-moca run_dir="$W/run-moca-4" task.model="$W/moca-3" task.vae_path="$W/vae" \
     data.cache_dir="$W/cache" task.model_overrides.backbone.reference_every_frame=true \
     task.model_overrides.injections.motion.time_embedding=true threads=2 \
     max_steps=3500 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=500 -q
   idvid train --config "$W/run-moca-4/config.yaml" run_dir="$W/run-moca-4-export" \
-    --from-checkpoint "$W/run-moca-4/checkpoints/step-$(printf %08d "$STEPS5")" max_steps="$STEPS5" -q \
+    --from-checkpoint "$W/run-moca-4/checkpoints/step-00003500" max_steps=3500 -q \
     --export "$W/moca-4"
 fi
 
-# 6. Package as a pipeline folder with its generation defaults.
-python scripts/package_default_model.py --model "$W/moca-4" --out idvid/assets/default_model \
+# 6. DiT stage 5: 2400 more steps from stage 4, same data and losses, a new cosine schedule at lr 2e-4.
+if [ ! -f "$W/moca-5/model_config.yaml" ]; then
+  idvid train --config laptop-moca run_dir="$W/run-moca-5" task.model="$W/moca-4" task.vae_path="$W/vae" \
+    data.cache_dir="$W/cache" threads=2 max_steps=2400 optim.warmup_steps=50 optim.lr=2.0e-4 \
+    checkpoint.every=100 validation.every=800 -q
+  idvid train --config "$W/run-moca-5/config.yaml" run_dir="$W/run-moca-5-export" \
+    --from-checkpoint "$W/run-moca-5/checkpoints/step-00002400" max_steps=2400 -q --export "$W/moca-5"
+fi
+
+# 7. DiT stage 6: the refiner's attention to the reference latent added (refiner.reference_dim=64, zero-initialised
+#    output: the model predicts as stage 5 at step 0), 6000 steps, lr 3e-4 cosine.
+if [ ! -f "$W/moca-6/model_config.yaml" ]; then
+  idvid train --config laptop-moca run_dir="$W/run-moca-6" task.model="$W/moca-5" task.vae_path="$W/vae" \
+    data.cache_dir="$W/cache" task.model_overrides.refiner.reference_dim=64 threads=2 max_steps=6000 \
+    optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=1000 -q
+  idvid train --config "$W/run-moca-6/config.yaml" run_dir="$W/run-moca-6-export" \
+    --from-checkpoint "$W/run-moca-6/checkpoints/step-00006000" max_steps=6000 -q --export "$W/moca-6"
+fi
+
+# 8. Package as a pipeline folder with its generation defaults.
+python scripts/package_default_model.py --model "$W/moca-6" --out idvid/assets/default_model \
   --steps 20 --guidance 3.5 --motion-intensity 4
