@@ -210,6 +210,8 @@ def test_reference_attention_flops_match_the_flop_counter():
     assert r.flops(images=6, pixels=24, references=2) == counted - time_mlp - positions
 
 
-def test_reference_attention_needs_the_reference_channels():
+def test_reference_attention_needs_the_reference_channels_and_a_valid_shape():
     with pytest.raises(ValueError, match="reference latent"):
         LatentRefiner(RefinerConfig(reference_dim=4), in_channels=3, out_channels=3)
+    with pytest.raises(ValueError, match="reference_patch >= 1, got 4 and 0"):
+        LatentRefiner(RefinerConfig(reference_dim=4, reference_patch=0), in_channels=6, out_channels=3)
