@@ -1,10 +1,12 @@
-"""How much motion survives the VAE: optical flow of rendered clips against their VAE round trip.
+"""How much motion — and how much face — survives the VAE: rendered clips against their VAE round trip.
 
 The generated clips' flow can only be as large as what the VAE's decoder makes of latents; a VAE that
 compresses 4 frames into one latent frame may lose the motion within them. For each validation identity
 (seeds from 1,000,000; never trained on) and each of its first clips, the clip is rendered (17 frames,
 128 px), encoded to its posterior mode, decoded, and the mean optical-flow magnitude (idvid.evaluate.motion,
-the metric of the acceptance check) measured on both, with the clip's ground-truth motion intensity.
+the metric of the acceptance check) measured on both, with the clip's ground-truth motion intensity; so is
+the fraction of frames in which YuNet finds a face (the detection check's metric), overall and by frame
+index — no generated video can have more faces than the decoder draws from true latents.
 
     python scripts/measure_vae_motion.py MODEL_OR_VAE_DIR [--identities 12] [--clips 3] [--threads 1]
 
@@ -48,17 +50,23 @@ def main() -> None:
     from diffusers import AutoencoderKLCogVideoX
 
     from idvid.evaluate.motion import mean_flow_magnitude
+    from idvid.faces import get_default_analyzer
     from idvid.synth import clip_spec, render_clip
 
+    fa = get_default_analyzer()
     vae = AutoencoderKLCogVideoX.from_pretrained(vae_folder(args.model)).eval()
-    rows = []
+    rows, faces = [], {"rendered": [], "round trip": []}
     for seed in range(1_000_000, 1_000_000 + args.identities):
         for k in range(args.clips):
             clip = render_clip(clip_spec(seed, k), 128, num_frames=17)
-            rows.append((clip.motion_intensity, mean_flow_magnitude(clip.frames), mean_flow_magnitude(round_trip(vae, clip.frames))))
-    rows.sort()
+            back = round_trip(vae, clip.frames)
+            rows.append((clip.motion_intensity, mean_flow_magnitude(clip.frames), mean_flow_magnitude(back)))
+            for name, frames in (("rendered", clip.frames), ("round trip", back)):
+                faces[name].append([bool(fa.detect(f)) for f in frames])
+    order = np.argsort([r[0] for r in rows], kind="stable")
     print("intensity  flow rendered  flow VAE round trip  (px per frame pair)")
-    for r in rows:
+    for i in order:
+        r = rows[i]
         print(f"{r[0]:9.1f}  {r[1]:13.3f}  {r[2]:19.3f}")
     a = np.array(rows)
     print("\nintensity bin  clips  mean flow rendered  mean flow round trip  kept")
@@ -67,6 +75,10 @@ def main() -> None:
         if len(sel):
             kept = sel[:, 2].mean() / max(sel[:, 1].mean(), 1e-9)
             print(f"[{lo:2d}, {hi:2d})      {len(sel):5d}  {sel[:, 1].mean():18.3f}  {sel[:, 2].mean():20.3f}  {kept:4.2f}")
+    print("\nframes with a detected face (YuNet): all frames, then by frame index")
+    for name, hits in faces.items():
+        h = np.array(hits, float)
+        print(f"{name:<11} {h.mean():.3f}   " + " ".join(f"{v:.2f}" for v in h.mean(axis=0)))
 
 
 if __name__ == "__main__":
