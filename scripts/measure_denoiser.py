@@ -11,7 +11,10 @@ a moving action (ground-truth intensity > 3), noised at t = 800 and 950, the tem
 squared difference of consecutive latent frames) with the intensity set to 0, 5, 10 and 20 — a model
 that obeys the intensity predicts more change between frames at higher intensity.
 
-    python scripts/measure_denoiser.py MODEL_DIR [MODEL_DIR ...] [--identities 4] [--threads 1] [--motion]
+With --per-frame, also the error of each latent frame at each t (frame 0 is the one latent frame the
+decoder turns into a single image).
+
+    python scripts/measure_denoiser.py MODEL_DIR [MODEL_DIR ...] [--identities 4] [--threads 1] [--motion] [--per-frame]
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def main() -> None:
     ap.add_argument("--identities", type=int, default=4, help="held-out identities (seeds 2,000,000 + i)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--motion", action="store_true", help="also the x̂0 temporal energy per motion intensity")
+    ap.add_argument("--per-frame", action="store_true", help="also the x̂0 error of each latent frame")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -86,6 +90,7 @@ def main() -> None:
         model = pipe.model.eval()
         alphas = pipe.scheduler.alphas_cumprod  # the training schedule (IDVideoPipeline.scheduler_from_training)
         errors = {t: [] for t in TIMESTEPS}
+        frame_errors = {t: [] for t in TIMESTEPS}  # (F,) per clip
         for seed in range(2_000_000, 2_000_000 + args.identities):
             clip = render_clip(clip_spec(seed, 0), 128, num_frames=17)
             with torch.no_grad():
@@ -95,7 +100,12 @@ def main() -> None:
                 for t in TIMESTEPS:
                     x0 = x0_prediction(model, alphas, z0, t, noise, text, ids, motion)
                     errors[t].append(float(((x0 - z0) ** 2).mean()))
+                    frame_errors[t].append(((x0 - z0) ** 2)[0].mean(dim=(1, 2, 3)).numpy())
         print(f"{folder[-40:]:40s} " + " ".join(f"{np.mean(errors[t]):7.4f}" for t in TIMESTEPS), flush=True)
+        if args.per_frame:
+            for t in TIMESTEPS:
+                print(f"  x0 MSE per latent frame at t={t}: "
+                      + " ".join(f"{e:.4f}" for e in np.mean(frame_errors[t], axis=0)), flush=True)
         if args.motion and "motion" in model.injections:
             with torch.no_grad():
                 response = motion_response(pipe, args.identities)
