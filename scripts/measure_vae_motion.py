@@ -6,7 +6,7 @@ compresses 4 frames into one latent frame may lose the motion within them. For e
 128 px), encoded to its posterior mode, decoded, and the mean optical-flow magnitude (idvid.evaluate.motion,
 the metric of the acceptance check) measured on both, with the clip's ground-truth motion intensity; so is
 the fraction of frames in which YuNet finds a face (the detection check's metric), overall and by frame
-index — no generated video can have more faces than the decoder draws from true latents.
+index — a DiT whose latents decode like true ones cannot be expected to show more faces than that.
 
     python scripts/measure_vae_motion.py MODEL_OR_VAE_DIR [--identities 12] [--clips 3] [--threads 1]
 
