@@ -63,10 +63,9 @@ def main() -> None:
             rows.append((clip.motion_intensity, mean_flow_magnitude(clip.frames), mean_flow_magnitude(back)))
             for name, frames in (("rendered", clip.frames), ("round trip", back)):
                 faces[name].append([bool(fa.detect(f)) for f in frames])
-    order = np.argsort([r[0] for r in rows], kind="stable")
+    rows.sort()
     print("intensity  flow rendered  flow VAE round trip  (px per frame pair)")
-    for i in order:
-        r = rows[i]
+    for r in rows:
         print(f"{r[0]:9.1f}  {r[1]:13.3f}  {r[2]:19.3f}")
     a = np.array(rows)
     print("\nintensity bin  clips  mean flow rendered  mean flow round trip  kept")
