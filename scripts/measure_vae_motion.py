@@ -6,7 +6,9 @@ compresses 4 frames into one latent frame may lose the motion within them. For e
 128 px), encoded to its posterior mode, decoded, and the mean optical-flow magnitude (idvid.evaluate.motion,
 the metric of the acceptance check) measured on both, with the clip's ground-truth motion intensity; so is
 the fraction of frames in which YuNet finds a face (the detection check's metric), overall and by frame
-index — a DiT whose latents decode like true ones cannot be expected to show more faces than that.
+index, and the SFace identity gap of the acceptance check (scripts/evaluate_default_model.py: each
+identity's reference portrait against its own clips minus against the other identities' clips) — a DiT
+whose latents decode like true ones cannot be expected to show more faces or more identity than that.
 
     python scripts/measure_vae_motion.py MODEL_OR_VAE_DIR [--identities 12] [--clips 3] [--threads 1]
 
@@ -16,6 +18,7 @@ MODEL_OR_VAE_DIR: a pipeline folder (its model/vae), a model folder (its vae) or
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,18 +54,30 @@ def main() -> None:
 
     from idvid.evaluate.motion import mean_flow_magnitude
     from idvid.faces import get_default_analyzer
-    from idvid.synth import clip_spec, render_clip
+    from idvid.synth import clip_spec, identity, render_clip, render_reference
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from evaluate_default_model import identity_gap, score_frames, similarity_matrix
 
     fa = get_default_analyzer()
     vae = AutoencoderKLCogVideoX.from_pretrained(vae_folder(args.model)).eval()
     rows, faces = [], {"rendered": [], "round trip": []}
+    refs, embeddings = [], {"rendered": [], "round trip": []}  # per identity: its clips' face embeddings
     for seed in range(1_000_000, 1_000_000 + args.identities):
+        ref = render_reference(identity(seed), 256)[0]
+        found = fa.detect(ref)
+        refs.append(fa.embed(ref, found[0], model="sface") if found else np.full(128, np.nan))
+        per_clip = {name: [] for name in embeddings}
         for k in range(args.clips):
             clip = render_clip(clip_spec(seed, k), 128, num_frames=17)
             back = round_trip(vae, clip.frames)
             rows.append((clip.motion_intensity, mean_flow_magnitude(clip.frames), mean_flow_magnitude(back)))
             for name, frames in (("rendered", clip.frames), ("round trip", back)):
-                faces[name].append([bool(fa.detect(f)) for f in frames])
+                scored = score_frames(frames, fa)  # the evaluation's detection and SFace embedding
+                faces[name].append([box is not None for box in scored.boxes])
+                per_clip[name].append(scored.embeddings)
+        for name in embeddings:
+            embeddings[name].append(np.concatenate(per_clip[name]))
     rows.sort()
     print("intensity  flow rendered  flow VAE round trip  (px per frame pair)")
     for r in rows:
@@ -78,6 +93,14 @@ def main() -> None:
     for name, hits in faces.items():
         h = np.array(hits, float)
         print(f"{name:<11} {h.mean():.3f}   " + " ".join(f"{v:.2f}" for v in h.mean(axis=0)))
+    keep = [i for i, r in enumerate(refs) if not np.isnan(r).any()]  # identities whose reference has a face
+    ref = np.stack([refs[i] for i in keep])
+    gaps = {name: identity_gap(similarity_matrix(ref, [e[i] for i in keep]))["gap"] for name, e in embeddings.items()}
+    print(f"\nSFace identity gap (same - different identity), {len(keep)} identities")
+    for name, gap in gaps.items():
+        print(f"{name:<11} " + ("n/a" if gap is None else f"{gap:.3f}"))
+    if gaps["rendered"] and gaps["round trip"] is not None:
+        print(f"ratio       {gaps['round trip'] / gaps['rendered']:.3f}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from idvid.objectives import (
     cosine_weight,
     crop_faces,
     diffusion_loss,
+    frame_identity_loss,
     id_consistency_loss,
     latent_mask,
     latent_region_weights,
@@ -156,6 +157,25 @@ def test_id_consistency_loss_by_hand():
     loss = id_consistency_loss(FlattenEmbedder(), frames, ref)
     assert loss.item() == pytest.approx(1 - (1 + 1 / math.sqrt(2)) / 2, rel=1e-6)
     assert id_consistency_loss(FlattenEmbedder(), ref[:, None].repeat(1, 3, 1, 1, 1), ref).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_frame_identity_loss_judges_each_frame_against_its_own_target():
+    # constant-colour frames: the 112-pixel face crops are constant too, so φ = flatten gives colour cosines
+    targets = torch.zeros(1, 3, 2, 8, 8)
+    targets[:, 0] = 1.0  # both frames red: (1, 0, 0)
+    frames = torch.zeros(1, 3, 2, 8, 8)
+    frames[:, 0, 0] = 1.0  # frame 0 red: cos 1
+    frames[:, 0, 1] = frames[:, 1, 1] = 1.0  # frame 1 yellow: cos 1/√2
+    frames.requires_grad_(True)
+    boxes = torch.tensor([[[0.0, 0.0, 8.0, 8.0], [2.0, 2.0, 6.0, 6.0]]])
+    loss = frame_identity_loss(FlattenEmbedder(), frames, targets, boxes)
+    assert loss.item() == pytest.approx(1 - (1 + 1 / math.sqrt(2)) / 2, rel=1e-5)
+    loss.backward()
+    assert frames.grad[:, :, 1].abs().sum() > 0 and frames.grad[:, :, 0].abs().sum() == pytest.approx(0, abs=1e-6)
+    # each frame is judged against its own target: targets equal to the (different) frames give 0
+    swapped = targets.clone()
+    swapped[:, :, 1] = frames[:, :, 1].detach()
+    assert frame_identity_loss(FlattenEmbedder(), frames, swapped, boxes).item() == pytest.approx(0, abs=1e-6)
 
 
 def test_crop_faces_cuts_the_box_differentiably():

@@ -4,6 +4,7 @@ a killed run resumes exactly, checkpoints hold the trainable weights, and the ex
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 
 from idvid.train import load_config, setup
 from idvid.train.checkpoint import latest_checkpoint
+from idvid.train.dataset import collate
 from idvid.train.trainer import export_run, fit
 
 
@@ -95,6 +97,16 @@ def test_adapter_only_on_a_cogvideox_folder_with_cached_latents(tmp_path):
     assert {k.split(".")[1] for k in saved} == {"injections", "id_encoder", "transformer"}
     assert all(k.startswith("model.transformer.patch_embed.") for k in saved if ".transformer." in k)
     assert list((tmp_path / "run" / "cache").glob("latents-*/latents-*.safetensors"))
+    # the cache is named by what the latents depend on: a new decoder keeps it, a new encoder or scale does not
+    vae, key = run.task.model.vae, run.task.latent_fingerprint()
+    with torch.no_grad():
+        vae.decoder.conv_in.conv.weight.add_(1.0)
+        assert run.task.latent_fingerprint() == key
+        vae.encoder.conv_in.conv.weight.add_(1.0)
+        assert run.task.latent_fingerprint() != key
+        vae.encoder.conv_in.conv.weight.sub_(1.0)
+        vae.register_to_config(scaling_factor=vae.config.scaling_factor * 2)
+        assert run.task.latent_fingerprint() != key
 
 
 def test_vae_task_trains_and_exports_a_normalised_vae(tmp_path):
@@ -215,6 +227,39 @@ def test_vae_trains_on_random_windows_and_decoder_only_in_adapter_mode(tmp_path,
     # adapter mode: the encoder (hence every cached latent) is untouched, the decoder learns
     assert all(torch.equal(v, run.task.vae.encoder.state_dict()[k]) for k, v in encoder_before.items())
     assert any(not torch.equal(v, run.task.vae.decoder.state_dict()[k]) for k, v in decoder_before.items())
+
+
+def test_decoder_fine_tune_keeps_the_latent_scale_and_learns_from_the_face_embedder(tmp_path):
+    """A decoder-only fine-tune from a trained VAE (task.init) must leave the latents a DiT was trained on as
+    they were, their scaling factor included; the per-frame identity loss trains the decoder."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from idvid.errors import InputError
+    from idvid.models import tiny_vae_config
+    from idvid.train.vae_task import _to_video
+
+    init = tmp_path / "vae-init"
+    AutoencoderKLCogVideoX.from_config({**tiny_vae_config(), "scaling_factor": 0.37}).save_pretrained(init)
+    embedder = Path(__file__).parents[1] / "idvid" / "assets" / "face_embedder" / "face_embedder.safetensors"
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=2", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "validation.num_samples=1", "log.progress=false", "log.every=1", f"task.init={init}"]
+    with pytest.raises(InputError, match="task.face_embedder: is required"):
+        load_config("tiny-synth-vae", [*common, "task.id_loss_weight=1"])
+    run = setup(load_config("tiny-synth-vae", [*common, "train_mode=adapter", "task.id_loss_weight=1",
+                                               f"task.face_embedder={embedder}"]))
+    stats = {k: v.clone() for k, v in run.task.face_embedder.state_dict().items()}
+    hist = fit(run)
+    assert all(0 < h["id"] < 2 for h in hist)
+    assert all(torch.equal(v, run.task.face_embedder.state_dict()[k]) for k, v in stats.items())  # BN stats frozen
+    out = export_run(run, tmp_path / "vae")
+    vae = AutoencoderKLCogVideoX.from_pretrained(out)
+    assert vae.config.scaling_factor == 0.37  # not re-measured: the encoder, hence the latents, did not change
+    frames = collate([run.task.validation_set()[(0, 0)]])["frames"]
+    before = AutoencoderKLCogVideoX.from_pretrained(init)
+    with torch.no_grad():
+        torch.testing.assert_close(vae.encode(_to_video(frames)).latent_dist.mode(),
+                                   before.encode(_to_video(frames)).latent_dist.mode())
 
 
 def test_model_overrides_address_an_injection_by_its_kind():

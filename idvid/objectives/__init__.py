@@ -9,12 +9,12 @@ from idvid.objectives.diffusion import (
     prediction_target,
     sample_timesteps,
 )
-from idvid.objectives.identity import crop_faces, id_consistency_loss
+from idvid.objectives.identity import crop_faces, frame_identity_loss, id_consistency_loss
 from idvid.objectives.perceptual import LatentVideoPerceptualLoss, PerceptualTerms, cosine_weight, latent_mask
 from idvid.objectives.region import latent_region_weights, region_aware_loss, region_weights
 
 __all__ = [
     "LatentVideoPerceptualLoss", "NoisedBatch", "PerceptualTerms", "cosine_weight", "crop_faces",
-    "diffusion_loss", "id_consistency_loss", "latent_mask", "latent_region_weights", "noise_batch",
+    "diffusion_loss", "frame_identity_loss", "id_consistency_loss", "latent_mask", "latent_region_weights", "noise_batch",
     "predict_x0", "prediction_target", "region_aware_loss", "region_weights", "sample_timesteps",
 ]  # fmt: skip

@@ -40,3 +40,18 @@ def id_consistency_loss(embedder: nn.Module, frames: torch.Tensor, reference: to
     gen = F.normalize(embedder(frames.flatten(0, 1)).float(), dim=-1).reshape(b, f, -1)  # φ(X_i) (B, F, E)
     cos = (gen * ref[:, None]).sum(dim=-1)  # (B, F)
     return 1 - cos.mean()
+
+
+def frame_identity_loss(embedder: nn.Module, frames: torch.Tensor, targets: torch.Tensor,
+                        boxes: torch.Tensor) -> torch.Tensor:
+    """Eq. 4 with each frame's own ground truth as its reference (VAE training): 1 − mean over frames of
+    cos(φ(face of frames_t), φ(face of targets_t)). Videos (B, 3, T, H, W) in [-1, 1], boxes (B, T, 4) in
+    pixels (the faces of the ground-truth frames); gradients reach `frames` only. A pose the reference
+    portrait never showed is judged against itself."""
+    n = min(frames.shape[2], boxes.shape[1])
+    b = frames.shape[0]
+    got = F.normalize(embedder(crop_faces(frames[:, :, :n].transpose(1, 2), boxes[:, :n]).flatten(0, 1)).float(), dim=-1)
+    with torch.no_grad():
+        want = crop_faces(targets[:, :, :n].transpose(1, 2), boxes[:, :n]).flatten(0, 1)
+        want = F.normalize(embedder(want).float(), dim=-1)
+    return 1 - (got * want).sum(dim=-1).reshape(b, n).mean()

@@ -225,13 +225,17 @@ class IdentityVideoTask(TrainTask):
         return ds
 
     def latent_fingerprint(self) -> str:
-        """Names a latent cache: the VAE's weights and the data settings that change the latents."""
+        """Names a latent cache: what the latents depend on — the VAE's encoder weights and scaling factor,
+        not its decoder (a decoder-only fine-tune keeps the cache) — and the data settings."""
         import hashlib
 
         h = hashlib.sha1()
-        for key, value in sorted(self.model.vae.state_dict().items()):
-            h.update(key.encode())
-            h.update(value.detach().float().cpu().numpy().tobytes())
+        vae = self.model.vae
+        for key, value in sorted(vae.state_dict().items()):
+            if key.startswith(("encoder.", "quant_conv.")):
+                h.update(key.encode())
+                h.update(value.detach().float().cpu().numpy().tobytes())
+        h.update(repr(float(vae.config.scaling_factor)).encode())
         d = self.run_config.data
         h.update(json.dumps([d.source, str(d.path), d.size, d.frames, d.flow_maps, self.run_config.seed,
                              self.c.vae_sample]).encode())

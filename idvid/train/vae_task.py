@@ -6,7 +6,14 @@ trains one on the same clips the identity model sees (rendered or pre-rendered, 
     posterior = E(x);  z ~ posterior (from the step's generator);  x̂ = D(z)
     l1   = mean |x̂ − x| · (1 + face_weight · M)      M = the face mask: faces are what must survive
     kl   = mean ½ (μ² + σ² − 1 − log σ²)
-    loss = l1_weight · l1 + mse_weight · mean (x̂ − x)² + kl_weight · kl
+    id   = 1 − mean_frames cos(φ(crop(x̂)), φ(crop(x)))   φ: the differentiable face embedder (optional)
+    loss = l1_weight · l1 + mse_weight · mean (x̂ − x)² + kl_weight · kl + id_loss_weight · id
+
+The identity term is MotionCharacter's ID-consistency loss with each frame's own face as its target
+(idvid.objectives.identity.frame_identity_loss): L1 rewards the blur that averages away what tells one face from another, the embedder
+does not. `train_mode: adapter` with `init` trains the decoder only: the encoder, every latent cached with
+it and the latent scaling factor stay as they were, so a DiT trained on them runs unchanged on the new
+decoder.
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
@@ -26,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from idvid.errors import InputError
+from idvid.objectives.identity import frame_identity_loss
 from idvid.train.config import TaskConfig, TrainConfig, _check
 from idvid.train.task import StepContext, TrainTask, ValidationContext
 
@@ -46,9 +54,11 @@ class VAETaskConfig(TaskConfig):
     face_weight: float = 1.0  # extra L1 weight on face pixels
     preset: str = "tiny"  # the VAE config task.vae overrides: "tiny" (tests) or "laptop" (the default model)
     crop: int | None = None  # train on random crop x crop windows of the clips (a convolutional VAE generalises)
+    id_loss_weight: float = 0.0  # per-frame ID-consistency loss on the decoded faces (needs face_embedder)
+    face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder
 
     def __post_init__(self) -> None:
-        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight"):
+        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
         _check(self.preset in ("tiny", "laptop"), "task.preset", f"must be 'tiny' or 'laptop', got {self.preset!r}")
         if self.crop is not None:
@@ -56,6 +66,9 @@ class VAETaskConfig(TaskConfig):
         _check(self.l1_weight + self.mse_weight > 0, "task.l1_weight", "l1_weight or mse_weight must be > 0")
         if self.init is not None:
             _check(Path(self.init, "config.json").is_file(), "task.init", f"{self.init}: no config.json")
+        if self.id_loss_weight > 0:
+            _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
+            _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
 
 
 def _to_video(frames: torch.Tensor) -> torch.Tensor:
@@ -101,11 +114,25 @@ class VAETask(TrainTask):
                     {**(laptop_vae_config() if c.preset == "laptop" else tiny_vae_config()), **c.vae})
             except (TypeError, ValueError) as exc:
                 raise InputError(f"config task.vae: {exc}") from exc
-        if config.train_mode == "adapter":  # nothing new to adapt: train the decoder only
+        self.decoder_only = config.train_mode == "adapter"  # nothing new to adapt: train the decoder only
+        if self.decoder_only:
             self.vae.encoder.requires_grad_(False)
             if getattr(self.vae, "quant_conv", None) is not None:
                 self.vae.quant_conv.requires_grad_(False)
+        self.face_embedder = None
+        if c.id_loss_weight > 0:
+            from idvid.models.face_embedder import load_face_embedder
+
+            self.face_embedder = load_face_embedder(c.face_embedder).requires_grad_(False).eval()
         self._validation_set: Dataset | None = None
+
+    def train(self, mode: bool = True) -> VAETask:
+        super().train(mode)
+        if self.face_embedder is not None:
+            self.face_embedder.eval()  # frozen: its batch-norm statistics stay as trained
+        if self.decoder_only:
+            self.vae.encoder.eval()
+        return self
 
     def enable_gradient_checkpointing(self) -> None:
         self.vae.enable_gradient_checkpointing()
@@ -130,20 +157,26 @@ class VAETask(TrainTask):
 
     def compute_losses(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
         c = self.c
-        frames, mask = batch["frames"], batch["face_mask"]
+        frames, mask, boxes = batch["frames"], batch["face_mask"], batch["face_boxes"]
         if c.crop is not None and ctx.training:  # one window per batch, drawn from the step's generator
             h, w = frames.shape[2:4]
             y0 = int(torch.randint(0, h - c.crop + 1, (), generator=ctx.generator))
             x0 = int(torch.randint(0, w - c.crop + 1, (), generator=ctx.generator))
             frames = frames[:, :, y0 : y0 + c.crop, x0 : x0 + c.crop]
             mask = mask[:, :, y0 : y0 + c.crop, x0 : x0 + c.crop]
+            boxes = boxes - boxes.new_tensor([x0, y0, x0, y0])
         x, rec, post = self.reconstruct(frames, ctx.generator, sample=ctx.training)
         weight = 1 + c.face_weight * mask.float()[:, None]  # (B, 1, T, H, W)
         l1 = ((rec.float() - x).abs() * weight).mean() / weight.mean()
         mse = (rec.float() - x).square().mean()
         kl = 0.5 * (post.mean.float().square() + post.var.float() - 1 - post.logvar.float()).mean()
         loss = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
-        return {"loss": loss, "l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        losses = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        if self.face_embedder is not None:
+            id_loss = frame_identity_loss(self.face_embedder, rec.float(), x, boxes)
+            loss = loss + c.id_loss_weight * id_loss
+            losses["id"] = id_loss.detach()
+        return {"loss": loss, **losses}
 
     def validation_set(self) -> Dataset:
         from idvid.train.dataset import build_dataset
@@ -185,6 +218,7 @@ class VAETask(TrainTask):
             latents = [self.vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
                        for i in range(len(ds))]
             std = float(torch.cat([z.flatten() for z in latents]).float().std())
-            self.vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+            if not (self.decoder_only and self.c.init is not None):  # a frozen encoder keeps its latents' scale
+                self.vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
             self.vae.save_pretrained(Path(folder))
         return Path(folder)
