@@ -255,11 +255,19 @@ def test_decoder_fine_tune_keeps_the_latent_scale_and_learns_from_the_face_embed
     out = export_run(run, tmp_path / "vae")
     vae = AutoencoderKLCogVideoX.from_pretrained(out)
     assert vae.config.scaling_factor == 0.37  # not re-measured: the encoder, hence the latents, did not change
-    frames = collate([run.task.validation_set()[(0, 0)]])["frames"]
+    # latent noise (scaled units) perturbs what the decoder sees in training only
+    task, clip = run.task, collate([run.task.validation_set()[(0, 0)]])["frames"]
+    with torch.no_grad():
+        task.c.latent_noise = 0.0
+        plain, plain_mode = (task.reconstruct(clip, torch.Generator().manual_seed(0))[1],
+                             task.reconstruct(clip, None, sample=False)[1])
+        task.c.latent_noise = 0.5
+        assert not torch.allclose(plain, task.reconstruct(clip, torch.Generator().manual_seed(0))[1])
+        torch.testing.assert_close(task.reconstruct(clip, None, sample=False)[1], plain_mode)
     before = AutoencoderKLCogVideoX.from_pretrained(init)
     with torch.no_grad():
-        torch.testing.assert_close(vae.encode(_to_video(frames)).latent_dist.mode(),
-                                   before.encode(_to_video(frames)).latent_dist.mode())
+        torch.testing.assert_close(vae.encode(_to_video(clip)).latent_dist.mode(),
+                                   before.encode(_to_video(clip)).latent_dist.mode())
 
 
 def test_model_overrides_address_an_injection_by_its_kind():

@@ -3,7 +3,7 @@
 The tiny laptop model needs its own VAE: a random one gives the denoiser meaningless latents. This task
 trains one on the same clips the identity model sees (rendered or pre-rendered, training identities only):
 
-    posterior = E(x);  z ~ posterior (from the step's generator);  x̂ = D(z)
+    posterior = E(x);  z ~ posterior (from the step's generator) [+ latent_noise · ε / scale];  x̂ = D(z)
     l1   = mean |x̂ − x| · (1 + face_weight · M)      M = the face mask: faces are what must survive
     kl   = mean ½ (μ² + σ² − 1 − log σ²)
     id   = 1 − mean_frames cos(φ(crop(x̂)), φ(crop(x)))   φ: the differentiable face embedder (optional)
@@ -56,9 +56,11 @@ class VAETaskConfig(TaskConfig):
     crop: int | None = None  # train on random crop x crop windows of the clips (a convolutional VAE generalises)
     id_loss_weight: float = 0.0  # per-frame ID-consistency loss on the decoded faces (needs face_embedder)
     face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder
+    latent_noise: float = 0.0  # training only: Gaussian noise (std, scaled-latent units) added to z before decoding,
+    # so the decoder learns to make faces of latents as imprecise as a DiT's
 
     def __post_init__(self) -> None:
-        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight"):
+        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight", "latent_noise"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
         _check(self.preset in ("tiny", "laptop"), "task.preset", f"must be 'tiny' or 'laptop', got {self.preset!r}")
         if self.crop is not None:
@@ -152,6 +154,9 @@ class VAETask(TrainTask):
         x = _to_video(frames)  # (B, 3, T, H, W)
         posterior = self.vae.encode(x).latent_dist
         z = posterior.sample(generator) if sample else posterior.mode()
+        if sample and self.c.latent_noise > 0:  # in units of the scaled latents (unit std), as a DiT sees them
+            noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            z = z + noise * (self.c.latent_noise / self.vae.config.scaling_factor)
         rec = self.vae.decode(z).sample[:, :, : x.shape[2]]
         return x, rec, posterior
 
