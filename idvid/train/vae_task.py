@@ -10,10 +10,10 @@ trains one on the same clips the identity model sees (rendered or pre-rendered, 
     loss = l1_weight · l1 + mse_weight · mean (x̂ − x)² + kl_weight · kl + id_loss_weight · id
 
 The identity term is MotionCharacter's ID-consistency loss with each frame's own face as its target
-(idvid.objectives.identity.frame_identity_loss): L1 rewards the blur that averages away what tells one face from another, the embedder
-does not. `train_mode: adapter` with `init` trains the decoder only: the encoder, every latent cached with
-it and the latent scaling factor stay as they were, so a DiT trained on them runs unchanged on the new
-decoder.
+(idvid.objectives.identity.frame_identity_loss): L1 rewards the blur that averages away what tells one face
+from another, the embedder does not. `train_mode: adapter` with `init` trains the decoder only: the encoder,
+every latent cached with it and the latent scaling factor stay as they were, so a DiT trained on them runs
+unchanged on the new decoder.
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
