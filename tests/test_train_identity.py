@@ -285,3 +285,25 @@ def test_model_overrides_address_an_injection_by_its_kind():
     task = load_config("tiny-synth-moca", ["task.model_overrides.injections.mofe.every=2"]).task
     with pytest.raises(InputError, match=r"injections.mofe: the model has no 'mofe' injection \(it has moca"):
         model_config_for(task, "full")
+
+
+def test_decoder_tune_trains_only_the_decoder_on_the_dits_estimates(tmp_path):
+    """task.decoder_tune_max_t: the frozen DiT's x̂0 decoded against the true frames; only the decoder learns,
+    so the latents (encoder) and the denoiser stay exactly as they were."""
+    from idvid.errors import InputError
+
+    embedder = Path(__file__).parents[1] / "idvid" / "assets" / "face_embedder" / "face_embedder.safetensors"
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=2", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=2",
+              "validation.num_samples=1", "log.progress=false", "log.every=1", "task.decoder_tune_max_t=300"]
+    with pytest.raises(InputError, match="set data.cache_latents=false"):
+        setup(load_config("tiny-synth-moca", [*common, "data.cache_latents=true"]))
+    run = setup(load_config("tiny-synth-moca", [*common, "task.id_loss_weight=0.5", f"task.face_embedder={embedder}"]))
+    assert {n.split(".")[2] for n, _ in run.task.named_trainable_parameters()} == {"decoder"}
+    model = run.task.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hist = fit(run)
+    assert all(math.isfinite(h["loss"]) and {"l1", "id"} <= set(h) for h in hist)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("vae.decoder.") for k in changed)
+    assert "val_l1" in (tmp_path / "run" / "log.jsonl").read_text()

@@ -75,6 +75,11 @@ class IdentityTaskConfig(TaskConfig):
     uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
     speed_word_dropout: float = 0.0  # per clip, "slowly"/"quickly" removed from prompt and action phrase
     vae_sample: bool = False  # sample the VAE posterior (True) or take its mode
+    # > 0: train the VAE's decoder only, on the frozen DiT's x̂0 at t < decoder_tune_max_t decoded against the true
+    # frames (L1, faces weighted 1 + decoder_tune_face_weight, + id_loss_weight · per-frame identity loss), so
+    # the decoder learns the latents the DiT makes rather than the encoder's; the encoder and DiT are untouched
+    decoder_tune_max_t: int = 0
+    decoder_tune_face_weight: float = 3.0
 
     def __post_init__(self) -> None:
         from idvid.models.model import VARIANTS
@@ -95,6 +100,10 @@ class IdentityTaskConfig(TaskConfig):
             _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
         if self.face_embedder is not None:
             _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
+        _check(0 <= self.decoder_tune_max_t <= 1000, "task.decoder_tune_max_t",
+               f"must be in [0, 1000], got {self.decoder_tune_max_t}")
+        _check(self.decoder_tune_face_weight >= 0, "task.decoder_tune_face_weight",
+               f"must be >= 0, got {self.decoder_tune_face_weight}")
 
 
 def _uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -151,6 +160,15 @@ class IdentityVideoTask(TrainTask):
             if not decodes_to_same_length(config.data.frames):
                 raise InputError(f"config data.frames: the ID-consistency loss decodes x̂0, and the VAE decodes "
                                  f"{config.data.frames} frames back to a different count; use 9, 17, 25, ... frames")
+        if c.decoder_tune_max_t > 0:
+            from idvid.train.vae_task import decodes_to_same_length
+
+            if config.data.cache_latents:
+                raise InputError("config task.decoder_tune_max_t: tuning the decoder compares it with the true frames; "
+                                 "set data.cache_latents=false")
+            if not decodes_to_same_length(config.data.frames):
+                raise InputError(f"config data.frames: the decoder turns {config.data.frames} frames' latents into a "
+                                 "different count; use 9, 17, 25, ... frames")
         if c.region_aware and not config.data.flow_maps:
             raise InputError("config task.region_aware: needs data.flow_maps=true (the loss weights by foreground flow)")
         mcfg = model_config_for(c, config.train_mode)
@@ -169,6 +187,9 @@ class IdentityVideoTask(TrainTask):
             self._replace_vae(c.vae_path)
         if self.model.vae is None:
             raise InputError("config task.model_overrides: training needs the VAE (backbone.with_vae=true)")
+        if c.decoder_tune_max_t > 0:  # only the decoder learns
+            self.model.requires_grad_(False)
+            self.model.vae.decoder.requires_grad_(True)
 
         sched = dict(DEFAULT_SCHEDULER)
         folder = Path(mcfg.backbone.path or "", "scheduler", "scheduler_config.json")
@@ -280,6 +301,8 @@ class IdentityVideoTask(TrainTask):
         )
 
         c, model, g = self.c, self.model, ctx.generator
+        if c.decoder_tune_max_t > 0:
+            return self._decoder_tune_losses(batch, ctx, timesteps)
         z0, ref_latent, mask, region = self._inputs(batch, ctx)
         b = z0.shape[0]
         # conditioning dropouts (training only), drawn from the step's generator
@@ -338,6 +361,38 @@ class IdentityVideoTask(TrainTask):
         losses["loss"] = total
         return losses
 
+    def _decoder_tune_losses(self, batch: dict[str, Any], ctx: StepContext,
+                             timesteps: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The decoder on what the frozen DiT makes: x̂0 of the clip noised to t < decoder_tune_max_t, with the
+        clip's full conditioning (as in sampling), decoded and compared with the true frames."""
+        from idvid.models import IdentityInputs
+        from idvid.objectives import frame_identity_loss, noise_batch, predict_x0
+
+        c, model, g = self.c, self.model, ctx.generator
+        z0, ref_latent, _, _ = self._inputs(batch, ctx)
+        if timesteps is None:
+            timesteps = torch.randint(0, c.decoder_tune_max_t, (z0.shape[0],), generator=g).to(z0.device)
+        with torch.no_grad():
+            text = model.encode_text(list(batch["prompt"]))
+            ids = IdentityInputs(face_embedding=batch["face_embedding"].float(),
+                                 face_crop=_uint8_to_unit(batch["face_crop"]), reference_latent=ref_latent)
+            motion = model.motion_inputs(list(batch["action_phrase"]), batch["motion_intensity"]) \
+                if "motion" in model.injections else None
+            noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
+            pred = model(noised.noisy, noised.timesteps, text, ids, motion)
+            x0_hat = predict_x0(self.scheduler, noised.noisy, pred.float(), noised.timesteps)
+        x = _uint8_to_unit(batch["frames"])  # (B, T, 3, H, W)
+        rec = model.decode(x0_hat.to(model.dtype))[:, : x.shape[1]].float()
+        weight = 1 + c.decoder_tune_face_weight * batch["face_mask"].float()[:, :, None]  # (B, T, 1, H, W)
+        l1 = ((rec - x).abs() * weight).mean() / weight.mean()
+        losses = {"l1": l1.detach()}
+        total = l1
+        if self.face_embedder is not None:
+            id_loss = frame_identity_loss(self.face_embedder, rec.transpose(1, 2), x.transpose(1, 2), batch["face_boxes"])
+            total = total + c.id_loss_weight * id_loss
+            losses["id"] = id_loss.detach()
+        return {"loss": total, **losses}
+
     # -- validation
     def validation_set(self) -> Dataset:
         from idvid.train.dataset import build_dataset
@@ -363,12 +418,13 @@ class IdentityVideoTask(TrainTask):
             item = collate([ds[(0, i)]] * len(VALIDATION_TIMESTEPS))
             batch = self.move_batch(item, device)
             t = torch.tensor(VALIDATION_TIMESTEPS, device=device)
-            for tag, use_id in (("", True), ("_noid", False)):
+            for tag, use_id in (("", True),) if self.c.decoder_tune_max_t > 0 else (("", True), ("_noid", False)):
                 sc = StepContext(step=ctx.step, micro=i, generator=ctx.generator(salt=i), device=device, training=False)
                 losses = self.compute_losses(batch, sc, timesteps=t, use_identity=use_id)
                 for k, v in losses.items():
                     sums[f"val_{k}{tag}"] = sums.get(f"val_{k}{tag}", 0.0) + float(v) / len(ds)
-        sums["val_id_gain"] = sums["val_diff_noid"] - sums["val_diff"]
+        if "val_diff_noid" in sums:
+            sums["val_id_gain"] = sums["val_diff_noid"] - sums["val_diff"]
         return sums
 
     # -- export
