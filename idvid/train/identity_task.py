@@ -154,21 +154,16 @@ class IdentityVideoTask(TrainTask):
 
         c: IdentityTaskConfig = config.task
         self.c = c
-        if c.id_loss_weight > 0:
+        if c.id_loss_weight > 0 or c.decoder_tune_max_t > 0:
             from idvid.train.vae_task import decodes_to_same_length
 
+            why = "the ID-consistency loss" if c.id_loss_weight > 0 else "task.decoder_tune_max_t"
             if not decodes_to_same_length(config.data.frames):
-                raise InputError(f"config data.frames: the ID-consistency loss decodes x̂0, and the VAE decodes "
+                raise InputError(f"config data.frames: {why} decodes x̂0, and the VAE decodes "
                                  f"{config.data.frames} frames back to a different count; use 9, 17, 25, ... frames")
-        if c.decoder_tune_max_t > 0:
-            from idvid.train.vae_task import decodes_to_same_length
-
-            if config.data.cache_latents:
-                raise InputError("config task.decoder_tune_max_t: tuning the decoder compares it with the true frames; "
-                                 "set data.cache_latents=false")
-            if not decodes_to_same_length(config.data.frames):
-                raise InputError(f"config data.frames: the decoder turns {config.data.frames} frames' latents into a "
-                                 "different count; use 9, 17, 25, ... frames")
+        if c.decoder_tune_max_t > 0 and config.data.cache_latents:
+            raise InputError("config task.decoder_tune_max_t: tuning the decoder compares it with the true frames; "
+                             "set data.cache_latents=false")
         if c.region_aware and not config.data.flow_maps:
             raise InputError("config task.region_aware: needs data.flow_maps=true (the loss weights by foreground flow)")
         mcfg = model_config_for(c, config.train_mode)
@@ -367,6 +362,7 @@ class IdentityVideoTask(TrainTask):
         clip's full conditioning (as in sampling), decoded and compared with the true frames."""
         from idvid.models import IdentityInputs
         from idvid.objectives import frame_identity_loss, noise_batch, predict_x0
+        from idvid.train.vae_task import face_weighted_l1
 
         c, model, g = self.c, self.model, ctx.generator
         z0, ref_latent, _, _ = self._inputs(batch, ctx)
@@ -383,8 +379,7 @@ class IdentityVideoTask(TrainTask):
             x0_hat = predict_x0(self.scheduler, noised.noisy, pred.float(), noised.timesteps)
         x = _uint8_to_unit(batch["frames"])  # (B, T, 3, H, W)
         rec = model.decode(x0_hat.to(model.dtype))[:, : x.shape[1]].float()
-        weight = 1 + c.decoder_tune_face_weight * batch["face_mask"].float()[:, :, None]  # (B, T, 1, H, W)
-        l1 = ((rec - x).abs() * weight).mean() / weight.mean()
+        l1 = face_weighted_l1(rec, x, batch["face_mask"][:, :, None], c.decoder_tune_face_weight)  # mask (B, T, 1, H, W)
         losses = {"l1": l1.detach()}
         total = l1
         if self.face_embedder is not None:

@@ -78,6 +78,13 @@ def _to_video(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
 
+def face_weighted_l1(rec: torch.Tensor, x: torch.Tensor, face_mask: torch.Tensor, face_weight: float) -> torch.Tensor:
+    """mean |rec − x| · w / mean w, w = 1 + face_weight · M: faces weigh more, the scale stays that of plain L1.
+    `face_mask` broadcasts to `rec` (size 1 on the channel axis)."""
+    weight = 1 + face_weight * face_mask.float()
+    return ((rec.float() - x).abs() * weight).mean() / weight.mean()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> float:
     """PSNR in dB of images in [-1, 1] (peak-to-peak 2), optionally over `mask` only."""
     err = (a.float() - b.float()).square()
@@ -171,8 +178,7 @@ class VAETask(TrainTask):
             mask = mask[:, :, y0 : y0 + c.crop, x0 : x0 + c.crop]
             boxes = boxes - boxes.new_tensor([x0, y0, x0, y0])
         x, rec, post = self.reconstruct(frames, ctx.generator, sample=ctx.training)
-        weight = 1 + c.face_weight * mask.float()[:, None]  # (B, 1, T, H, W)
-        l1 = ((rec.float() - x).abs() * weight).mean() / weight.mean()
+        l1 = face_weighted_l1(rec, x, mask[:, None], c.face_weight)  # mask (B, 1, T, H, W)
         mse = (rec.float() - x).square().mean()
         kl = 0.5 * (post.mean.float().square() + post.var.float() - 1 - post.logvar.float()).mean()
         loss = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
@@ -212,18 +218,18 @@ class VAETask(TrainTask):
     @torch.no_grad()
     def export(self, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> Path:
         """`save_pretrained` of the VAE (with `weights`, e.g. the EMA), its scaling factor set to 1 / std of
-        the validation latents."""
+        the validation latents — or kept, when only the decoder was trained from `init`."""
 
         from idvid.train.dataset import collate
 
         with self.weights_swapped_in(weights):
             self.eval()
-            device = next(self.vae.parameters()).device
-            ds = self.validation_set()
-            latents = [self.vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
-                       for i in range(len(ds))]
-            std = float(torch.cat([z.flatten() for z in latents]).float().std())
             if not (self.decoder_only and self.c.init is not None):  # a frozen encoder keeps its latents' scale
+                device = next(self.vae.parameters()).device
+                ds = self.validation_set()
+                latents = [self.vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
+                           for i in range(len(ds))]
+                std = float(torch.cat([z.flatten() for z in latents]).float().std())
                 self.vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
             self.vae.save_pretrained(Path(folder))
         return Path(folder)
