@@ -86,6 +86,20 @@ def test_same_seed_same_frames_after_a_save_load_round_trip(tiny_pipeline_dir, r
     assert a.action_phrase == "smiles and turns to her left"
 
 
+def test_a_stochastic_solver_draws_its_noise_from_the_seed(tiny_pipeline_dir, reference, one_torch_thread):
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    ode = pipe(reference, PROMPT, generator=7, num_frames=16, output_type="latent").frames
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="sde-dpmsolver++")
+    a = pipe(reference, PROMPT, generator=7, num_frames=16, output_type="latent").frames
+    torch.manual_seed(123)  # the global generator must not matter
+    b = pipe(reference, PROMPT, generator=7, num_frames=16, output_type="latent").frames
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, ode)  # the SDE solver did inject noise
+
+
 @pytest.mark.parametrize("rescale, g_id", [(0.0, None), (0.7, None), (0.0, 6.0), (0.7, 6.0)])
 def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline_dir, reference, one_torch_thread,
                                                                   rescale, g_id):

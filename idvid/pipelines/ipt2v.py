@@ -16,6 +16,7 @@ DPM-Solver config) and `pipeline.json` (defaults: frames, steps, guidance, motio
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -306,6 +307,8 @@ class IDVideoPipeline(DiffusionPipeline):
 
         self.scheduler.set_timesteps(steps, device=device)
         latents = latents * self.scheduler.init_noise_sigma
+        # a stochastic solver (e.g. algorithm_type "sde-dpmsolver++") draws its noise from the seed's generator
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
         for t in self.progress_bar(self.scheduler.timesteps):
             x = self.scheduler.scale_model_input(latents, t).to(dtype)
             cond = model(x, t, text, ids, motion).float()
@@ -322,7 +325,7 @@ class IDVideoPipeline(DiffusionPipeline):
                     pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
             else:
                 pred = cond
-            latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+            latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
 
         info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted, generated_frames=frames_out)
         out = dict(reference=ref, action_phrase=phrase, motion_intensity=intensity, info=info)
