@@ -283,9 +283,20 @@ class IdentityVideoTask(TrainTask):
         region = latent_region_weights(batch["flow_fg"], grid) if "flow_fg" in batch else None
         return z, ref, mask, region
 
+    def _conditions(self, batch: dict[str, Any], ref_latent: torch.Tensor | None, prompts: list[str],
+                    phrases: list[str], with_identity: bool = True):
+        """The model's (text, identity, motion) inputs for a batch's (possibly dropped-out) prompts and phrases."""
+        from idvid.models import IdentityInputs
+
+        model = self.model
+        text = model.encode_text(prompts)
+        ids = IdentityInputs(face_embedding=batch["face_embedding"].float(), face_crop=_uint8_to_unit(batch["face_crop"]),
+                             reference_latent=ref_latent) if with_identity else None
+        motion = model.motion_inputs(phrases, batch["motion_intensity"]) if "motion" in model.injections else None
+        return text, ids, motion
+
     def compute_losses(self, batch: dict[str, Any], ctx: StepContext, timesteps: torch.Tensor | None = None,
                        use_identity: bool | None = None) -> dict[str, torch.Tensor]:
-        from idvid.models import IdentityInputs
         from idvid.objectives import (
             crop_faces,
             diffusion_loss,
@@ -318,14 +329,7 @@ class IdentityVideoTask(TrainTask):
             drop_id = False
         if use_identity is not None:
             drop_id = not use_identity
-        text = model.encode_text(prompts)
-        ids = None if drop_id else IdentityInputs(
-            face_embedding=batch["face_embedding"].float(),
-            face_crop=_uint8_to_unit(batch["face_crop"]),
-            reference_latent=ref_latent,
-        )
-        motion = model.motion_inputs(phrases, batch["motion_intensity"]) \
-            if "motion" in model.injections else None
+        text, ids, motion = self._conditions(batch, ref_latent, prompts, phrases, with_identity=not drop_id)
 
         noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
         pred = model(noised.noisy, noised.timesteps, text, ids, motion)
@@ -360,7 +364,6 @@ class IdentityVideoTask(TrainTask):
                              timesteps: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """The decoder on what the frozen DiT makes: x̂0 of the clip noised to t < decoder_tune_max_t, with the
         clip's full conditioning (as in sampling), decoded and compared with the true frames."""
-        from idvid.models import IdentityInputs
         from idvid.objectives import frame_identity_loss, noise_batch, predict_x0
         from idvid.train.vae_task import face_weighted_l1
 
@@ -369,11 +372,7 @@ class IdentityVideoTask(TrainTask):
         if timesteps is None:
             timesteps = torch.randint(0, c.decoder_tune_max_t, (z0.shape[0],), generator=g).to(z0.device)
         with torch.no_grad():
-            text = model.encode_text(list(batch["prompt"]))
-            ids = IdentityInputs(face_embedding=batch["face_embedding"].float(),
-                                 face_crop=_uint8_to_unit(batch["face_crop"]), reference_latent=ref_latent)
-            motion = model.motion_inputs(list(batch["action_phrase"]), batch["motion_intensity"]) \
-                if "motion" in model.injections else None
+            text, ids, motion = self._conditions(batch, ref_latent, list(batch["prompt"]), list(batch["action_phrase"]))
             noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
             pred = model(noised.noisy, noised.timesteps, text, ids, motion)
             x0_hat = predict_x0(self.scheduler, noised.noisy, pred.float(), noised.timesteps)
