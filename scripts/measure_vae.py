@@ -1,4 +1,4 @@
-"""How much motion — and how much face — survives the VAE: rendered clips against their VAE round trip.
+"""How much motion, face and colour survives the VAE: rendered clips against their VAE round trip.
 
 The generated clips' flow can only be as large as what the VAE's decoder makes of latents; a VAE that
 compresses 4 frames into one latent frame may lose the motion within them. For each validation identity
@@ -9,8 +9,10 @@ the fraction of frames in which YuNet finds a face (the detection check's metric
 index, and the SFace identity gap of the acceptance check (scripts/evaluate_default_model.py: each
 identity's reference portrait against its own clips minus against the other identities' clips) — a DiT
 whose latents decode like true ones cannot be expected to show more faces or more identity than that.
+The same goes for the prompt's colours: the clothing and background checks of the acceptance
+(idvid.evaluate.attributes) are run on both, with the PSNR of the round trip.
 
-    python scripts/measure_vae_motion.py MODEL_OR_VAE_DIR [--identities 12] [--clips 3] [--threads 1]
+    python scripts/measure_vae.py MODEL_OR_VAE_DIR [--identities 12] [--clips 3] [--threads 1]
 
 MODEL_OR_VAE_DIR: a pipeline folder (its model/vae), a model folder (its vae) or a diffusers VAE folder.
 """
@@ -31,7 +33,7 @@ def vae_folder(path: Path) -> Path:
     for candidate in (path / "model" / "vae", path / "vae", path):
         if (candidate / "config.json").is_file():
             return candidate
-    raise SystemExit(f"measure_vae_motion: error: no VAE (config.json) under {path}")
+    raise SystemExit(f"measure_vae: error: no VAE (config.json) under {path}")
 
 
 def round_trip(vae, frames: np.ndarray) -> np.ndarray:
@@ -52,6 +54,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKLCogVideoX
 
+    from idvid.evaluate.attributes import check_clip_colours
     from idvid.evaluate.motion import mean_flow_magnitude
     from idvid.faces import get_default_analyzer
     from idvid.synth import clip_spec, identity, render_clip, render_reference
@@ -62,6 +65,8 @@ def main() -> None:
     fa = get_default_analyzer()
     vae = AutoencoderKLCogVideoX.from_pretrained(vae_folder(args.model)).eval()
     rows, faces = [], {"rendered": [], "round trip": []}
+    colours = {name: {"clothing": [], "background": []} for name in faces}  # per clip: rendered or not
+    psnr = []
     refs, embeddings = [], {"rendered": [], "round trip": []}  # per identity: its clips' face embeddings
     for seed in range(1_000_000, 1_000_000 + args.identities):
         ref = render_reference(identity(seed), 256)[0]
@@ -69,12 +74,17 @@ def main() -> None:
         refs.append(fa.embed(ref, found[0], model="sface") if found else np.full(128, np.nan))
         per_clip = {name: [] for name in embeddings}
         for k in range(args.clips):
-            clip = render_clip(clip_spec(seed, k), 128, num_frames=17)
+            spec = clip_spec(seed, k)
+            clip = render_clip(spec, 128, num_frames=17)
             back = round_trip(vae, clip.frames)
             rows.append((clip.motion_intensity, mean_flow_magnitude(clip.frames), mean_flow_magnitude(back)))
+            psnr.append(10 * np.log10(255.0 ** 2 / np.mean((back.astype(np.float64) - clip.frames) ** 2)))
             for name, frames in (("rendered", clip.frames), ("round trip", back)):
                 scored = score_frames(frames, fa)  # the evaluation's detection and SFace embedding
                 faces[name].append([box is not None for box in scored.boxes])
+                for region, check in check_clip_colours(frames, spec, analyzer=fa).items():
+                    if check is not None:  # None: a background kind whose colour is not checkable
+                        colours[name][region].append(check.rendered)
                 per_clip[name].append(scored.embeddings)
         for name in embeddings:
             embeddings[name].append(np.concatenate(per_clip[name]))
@@ -93,6 +103,9 @@ def main() -> None:
     for name, hits in faces.items():
         h = np.array(hits, float)
         print(f"{name:<11} {h.mean():.3f}   " + " ".join(f"{v:.2f}" for v in h.mean(axis=0)))
+    print(f"\nround-trip PSNR {np.mean(psnr):.2f} dB; the prompt's colour rendered (idvid.evaluate.attributes)")
+    for name, c in colours.items():
+        print(f"{name:<11} " + "  ".join(f"{region} {np.mean(v):.3f} of {len(v)}" for region, v in c.items()))
     keep = [i for i, r in enumerate(refs) if not np.isnan(r).any()]  # identities whose reference has a face
     ref = np.stack([refs[i] for i in keep])
     gaps = {name: identity_gap(similarity_matrix(ref, [e[i] for i in keep]))["gap"] for name, e in embeddings.items()}
