@@ -208,6 +208,21 @@ def test_speed_word_dropout_strips_prompt_and_action_phrase_together(tmp_path, m
     assert max(seen["intensity"]) > 0
 
 
+def test_vae_windows_cover_the_frame_edges():
+    """Start u ~ U[-(crop-1), size-1] clamped to [0, size-crop]: with size 16, crop 8 (23 values of u), pixel 0
+    is covered when u <= 0 (8/23), pixel 8 when 1 <= u <= 15 (15/23); a plain uniform start covers pixel 0
+    in 1 of 9 windows."""
+    from idvid.train.vae_task import window_offset
+
+    g = torch.Generator().manual_seed(0)
+    starts = torch.tensor([window_offset(16, 8, g) for _ in range(23_000)])
+    assert int(starts.min()) == 0 and int(starts.max()) == 8
+    covered = torch.stack([(starts <= p) & (p < starts + 8) for p in range(16)]).float().mean(dim=1)
+    assert abs(float(covered[0]) - 8 / 23) < 0.015 and abs(float(covered[15]) - 8 / 23) < 0.015
+    assert abs(float(covered[8]) - 15 / 23) < 0.015
+    assert torch.allclose(covered, covered.flip(0), atol=0.02)  # both edges alike
+
+
 def test_vae_trains_on_random_windows_and_decoder_only_in_adapter_mode(tmp_path, monkeypatch):
     from idvid.errors import InputError
 
