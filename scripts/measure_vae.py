@@ -82,7 +82,7 @@ def main() -> None:
             for name, frames in (("rendered", clip.frames), ("round trip", back)):
                 scored = score_frames(frames, fa)  # the evaluation's detection and SFace embedding
                 faces[name].append([box is not None for box in scored.boxes])
-                for region, check in check_clip_colours(frames, spec, analyzer=fa).items():
+                for region, check in check_clip_colours(frames, spec, boxes=scored.boxes).items():
                     if check is not None:  # None: a background kind whose colour is not checkable
                         colours[name][region].append(check.rendered)
                 per_clip[name].append(scored.embeddings)
