@@ -306,6 +306,14 @@ def main() -> None:
     gap_gen = identity_gap(similarity_matrix(refs, [s.embeddings for s in scored]))
     gap_gt = identity_gap(similarity_matrix(refs, [s.embeddings for s in scored_gt]))
     ratio = gap_gen["gap"] / gap_gt["gap"] if gap_gen["gap"] is not None and gap_gt["gap"] else None
+    # the same ratio over later frames only: in decoupled mode frame 0 holds the reference's own head, so these
+    # say how far the identity carries into the motion
+    later = {}
+    for name, start in (("frames_1_on", 1), ("second_half", num_frames // 2)):
+        g = identity_gap(similarity_matrix(refs, [s.embeddings[start:] for s in scored]))
+        t = identity_gap(similarity_matrix(refs, [s.embeddings[start:] for s in scored_gt]))
+        later[name] = {"first_frame": start, "generated": g, "ground_truth": t,
+                       "ratio": g["gap"] / t["gap"] if g["gap"] is not None and t["gap"] else None}
 
     motion_scored = {k: score_frames(v, fa) for k, v in tqdm(motion_videos.items(), desc="scoring motion")}
     face_rows = [s.embeddings for s in scored] + [s.embeddings for s in motion_scored.values()]
@@ -354,7 +362,7 @@ def main() -> None:
         "baseline": args.baseline,
         "settings": {"identities": len(cases), "seeds": [c.seed for c in cases], "skipped_seeds": skipped,
                      "steps": args.steps, "seed": args.seed, "size": size, "frames": num_frames},
-        "identity": {"generated": gap_gen, "ground_truth": gap_gt, "ratio": ratio},
+        "identity": {"generated": gap_gen, "ground_truth": gap_gt, "ratio": ratio, **later},
         "face_detection": {"rate": float(detected.mean()), "frames": int(detected.size)},
         "facesim": {"facesim_arc[sface]": facesim_model, "face_frames": float(np.mean([r.face_frames for r in fs_model])),
                     "baseline": facesim_base, "difference": values["facesim_gain_over_baseline"]},
@@ -376,6 +384,8 @@ def main() -> None:
         ("identity gap generated (same - different)", gap_gen["gap"], ""),
         ("identity gap ground truth", gap_gt["gap"], ""),
         ("identity gap ratio generated / GT", ratio, "identity_gap_ratio"),
+        ("  the same over frames 1..", later["frames_1_on"]["ratio"], ""),
+        (f"  the same over frames {later['second_half']['first_frame']}..", later["second_half"]["ratio"], ""),
         (f"face detection rate ({detected.size} frames)", float(detected.mean()), "face_detection_rate"),
         ("facesim_arc[sface] model", facesim_model, ""),
         ("facesim_arc[sface] baseline", facesim_base, ""),

@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--identity-guidance", type=float, default=None,
                     help="a separate guidance scale for the identity (default: guided together with the text)")
     ap.add_argument("--motion-intensity", type=float, default=4.0)
+    ap.add_argument("--mode", choices=["t2v", "decoupled"], default="t2v",
+                    help="generation mode: one stage, or a T2I first frame animated by I2V (needs backbone.frame_condition)")
     args = ap.parse_args()
 
     from idvid.pipelines import IDVideoPipeline
@@ -49,6 +51,9 @@ def main() -> None:
     d = pipe.defaults
     d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
     d.guidance_rescale, d.identity_guidance_scale = args.guidance_rescale, args.identity_guidance
+    if args.mode == "decoupled" and not pipe.model.config.backbone.frame_condition:
+        raise SystemExit(f"{args.model}: --mode decoupled needs a model trained with backbone.frame_condition")
+    d.mode = args.mode
     card = args.out / "MODEL_CARD.md"
     keep = card.read_text() if card.is_file() else None
     if args.out.exists():

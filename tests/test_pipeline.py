@@ -176,6 +176,8 @@ def test_generate_writes_mp4_gif_and_contact_sheet(tiny_pipeline_dir, tmp_path):
     ("too_many_frames", "at most 17 frames"),
     ("missing_ref", "no such file"),
     ("bad_out", "must name an .mp4"),
+    ("decoupled_on_t2v_model", "trained without frame conditioning"),
+    ("missing_first_frame", "--first-frame"),
 ])
 def test_generate_user_errors_are_one_line_and_exit_2(case, expect, tiny_pipeline_dir, tmp_path):
     blank = tmp_path / "blank.png"
@@ -191,8 +193,10 @@ def test_generate_user_errors_are_one_line_and_exit_2(case, expect, tiny_pipelin
         args["ref"] = tmp_path / "nope.png"
     elif case == "bad_out":
         args["out"] = tmp_path / "o.avi"
+    extra = {"decoupled_on_t2v_model": ["--mode", "decoupled"],
+             "missing_first_frame": ["--first-frame", tmp_path / "nope.png"]}.get(case, [])
     proc = run_generate("--ref", args["ref"], "--prompt", args["prompt"], "--out", args["out"], "--frames",
-                        args["frames"], "--model", tiny_pipeline_dir, "--threads", 1, "-q")
+                        args["frames"], "--model", tiny_pipeline_dir, "--threads", 1, "-q", *extra)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("idvid: error:") and expect in lines[0], proc.stderr

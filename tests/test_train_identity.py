@@ -158,9 +158,9 @@ def test_uncond_dropout_drops_text_and_identity_together(tmp_path, monkeypatch):
     seen = {}
     real_forward, real_text = model.forward, model.encode_text
 
-    def forward(latents, timestep, text_emb, id_inputs=None, motion=None):
+    def forward(latents, timestep, text_emb, id_inputs=None, motion=None, condition=None):
         seen["ids"] = id_inputs
-        return real_forward(latents, timestep, text_emb, id_inputs, motion)
+        return real_forward(latents, timestep, text_emb, id_inputs, motion, condition=condition)
 
     def encode_text(prompts, max_length=None):
         seen["prompts"] = list(prompts)
@@ -170,6 +170,71 @@ def test_uncond_dropout_drops_text_and_identity_together(tmp_path, monkeypatch):
     monkeypatch.setattr(model, "encode_text", encode_text)
     fit(run)
     assert seen["ids"] is None and seen["prompts"] == ["", ""]
+
+
+@pytest.mark.parametrize("mode", ["head", "first"])
+def test_decoupled_conditions_reach_the_model(tmp_path, monkeypatch, mode):
+    """head_condition ~ 1: T2I batches — one latent frame, its head region (the ellipse around the ground-truth
+    face box) known and equal to the clip's latents there, the still prompt and phrase, intensity 0.
+    first_frame_condition ~ 1: I2V batches — latent frame 0 known and equal to the clip's."""
+    from idvid.models.frame_condition import head_region_mask
+    from idvid.text.prompts import STILL_PHRASE, spatial_prompt
+
+    prob = "task.head_condition=0.999" if mode == "head" else "task.first_frame_condition=0.999"
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'run'}", "max_steps=1", "log.progress=false",
+                                          "data.num_identities=2", "data.clips_per_identity=1", "data.frames=5",
+                                          "data.num_workers=0", "batch_size=2", "validation.every=0", "task.motion=true",
+                                          "task.text_dropout=0", "task.id_dropout=0", "task.speed_word_dropout=0", prob,
+                                          "task.model_overrides={backbone: {frame_condition: true}}"])
+    run = setup(cfg)
+    model, task = run.task.model, run.task
+    seen = {}
+    real_forward, real_text, real_motion, real_inputs = model.forward, model.encode_text, model.motion_inputs, task._inputs
+
+    def inputs(batch, ctx):
+        out = real_inputs(batch, ctx)
+        seen["z0"], seen["boxes"], seen["prompts_in"] = out[0], batch["face_boxes"], list(batch["prompt"])
+        return out
+
+    def forward(latents, timestep, text_emb, id_inputs=None, motion=None, condition=None):
+        seen["shape"], seen["condition"] = tuple(latents.shape), condition
+        return real_forward(latents, timestep, text_emb, id_inputs, motion, condition=condition)
+
+    def encode_text(prompts, max_length=None):
+        seen["prompts"] = list(prompts)
+        return real_text(prompts, max_length)
+
+    def motion_inputs(phrases, intensity):
+        seen["phrases"], seen["intensity"] = list(phrases), [float(x) for x in intensity]
+        return real_motion(phrases, intensity)
+
+    for name, fn in (("forward", forward), ("encode_text", encode_text), ("motion_inputs", motion_inputs)):
+        monkeypatch.setattr(model, name, fn)
+    monkeypatch.setattr(task, "_inputs", inputs)
+    fit(run)
+    z0, cond = seen["z0"], seen["condition"]
+    b, f, c, h, w = z0.shape
+    if mode == "first":
+        assert seen["shape"] == (b, f, c, h, w)
+        assert torch.equal(cond.known[:, 0], torch.ones(b, 1, h, w)) and cond.known[:, 1:].sum() == 0
+        assert torch.equal(cond.latents[:, 0], z0[:, 0])
+        assert seen["prompts"] == seen["prompts_in"]
+    else:
+        assert seen["shape"] == (b, 1, c, h, w)
+        known = head_region_mask(seen["boxes"][:, 0], (cfg.data.size, cfg.data.size), (h, w))
+        assert 0 < known.sum() < known.numel()
+        assert torch.equal(cond.known[:, 0, 0], known)
+        assert torch.equal(cond.latents[:, 0], z0[:, 0] * known[:, None])
+        assert seen["prompts"] == [spatial_prompt(p) for p in seen["prompts_in"]]
+        assert seen["phrases"] == [STILL_PHRASE] * b and seen["intensity"] == [0.0] * b
+
+
+def test_decoupled_conditions_need_the_condition_channels(tmp_path):
+    from idvid.errors import InputError
+
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'run'}", "task.first_frame_condition=0.5"])
+    with pytest.raises(InputError, match="frame_condition=true"):
+        setup(cfg)
 
 
 def test_speed_word_dropout_strips_prompt_and_action_phrase_together(tmp_path, monkeypatch):

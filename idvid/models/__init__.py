@@ -20,6 +20,12 @@ from idvid.models.backbone import (
 )
 from idvid.models.baselines import ConsisIDConfig, PlainCrossAttentionConfig, PlainIdCrossAttention
 from idvid.models.encoders import IdentityEncoder, IdentityEncoderConfig, IdentityFeatures, IdentityInputs
+from idvid.models.frame_condition import (
+    FrameCondition,
+    first_frame_condition,
+    head_region_mask,
+    region_condition,
+)
 from idvid.models.id_adapter import IdAdapter, IdAdapterConfig
 from idvid.models.inject import Attachment, Injection, InjectionContext, attach, detach
 from idvid.models.moca import MoCA, MoCAConfig, temporal_broadcast, temporal_pool
@@ -44,5 +50,6 @@ __all__ = [
     "MotionControlConfig", "MotionInputs", "PlainCrossAttentionConfig", "PlainIdCrossAttention", "attach",
     "backbone_flops", "build_model", "cogvideox_config", "detach", "temporal_broadcast", "temporal_pool",
     "tiny_config", "tiny_transformer_config", "tiny_vae_config", "laptop_config",
-    "laptop_transformer_config", "laptop_vae_config",
+    "laptop_transformer_config", "laptop_vae_config", "FrameCondition", "first_frame_condition", "head_region_mask",
+    "region_condition",
 ]  # fmt: skip

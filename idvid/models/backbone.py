@@ -116,6 +116,9 @@ class BackboneConfig:
     # also the reference latent in every frame, in C more input channels (zero-initialised when added): a narrow
     # DiT and the per-frame refiner then see the face at full latent resolution in every frame, not only frame 0
     reference_every_frame: bool = False
+    # C + 1 more input channels for known frame content (idvid.models.frame_condition: the first frame for I2V, the
+    # reference's head region for T2I), zero-initialised when added
+    frame_condition: bool = False
     with_vae: bool = True  # False: no VAE (e.g. the overhead bench, which feeds latents directly)
 
     def __post_init__(self) -> None:

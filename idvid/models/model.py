@@ -45,6 +45,7 @@ from idvid.models.baselines import (
     consisid_layer_flops,
 )
 from idvid.models.encoders import ClipImageEncoder, IdentityEncoder, IdentityEncoderConfig, IdentityInputs
+from idvid.models.frame_condition import FrameCondition
 from idvid.models.id_adapter import IdAdapter
 from idvid.models.inject import CONTEXT_KEY, Injection, InjectionContext, Wiring, attach
 from idvid.models.moca import MoCA
@@ -242,8 +243,11 @@ class IdentityVideoModel(nn.Module):
         # a backbone that already takes the reference channels (an idvid model folder) holds their trained
         # patch embedding itself; only channels added now are new
         self._folder_reference_channels = tc.in_channels > self.latent_channels
-        if bb.reference_latent:
-            self.widened = widen_input_channels(transformer, (3 if bb.reference_every_frame else 2) * self.latent_channels)
+        wanted = (3 if bb.reference_every_frame else 2) * self.latent_channels if bb.reference_latent else self.latent_channels
+        if bb.frame_condition:
+            wanted += self.latent_channels + 1
+        if wanted != self.latent_channels:
+            self.widened = widen_input_channels(transformer, wanted)
         elif tc.in_channels != self.latent_channels:
             raise ValueError(f"backbone takes {tc.in_channels} channels but reference_latent is off ({self.latent_channels} latent channels)")
 
@@ -505,10 +509,27 @@ class IdentityVideoModel(nn.Module):
             return self.id_encoder(id_inputs)
 
     # ------------------------------------------------------------------ denoiser
-    def condition_latents(self, latents: torch.Tensor, reference_latent: torch.Tensor | None) -> torch.Tensor:
+    def condition_latents(self, latents: torch.Tensor, reference_latent: torch.Tensor | None,
+                          condition: FrameCondition | None = None) -> torch.Tensor:
         """[latents ; reference latent in frame 0, zeros elsewhere] along channels: (B, F, 2C, h, w); with
         `backbone.reference_every_frame`, then also [; the reference latent in every frame]: (B, F, 3C, h, w).
-        No reference (the unconditional branch): zeros in its place."""
+        No reference (the unconditional branch): zeros in its place. With `backbone.frame_condition`, then
+        [; known latents ; known mask] (C + 1 channels, zeros without a condition)."""
+        bb = self.config.backbone
+        if condition is not None and not bb.frame_condition:
+            raise InputError("this model takes no frame condition (backbone.frame_condition is off): "
+                             "it cannot start from a given first frame")
+        x = self._reference_channels(latents, reference_latent)
+        if not bb.frame_condition:
+            return x
+        if condition is None:
+            b, f, c, h, w = latents.shape
+            return torch.cat([x, x.new_zeros(b, f, c + 1, h, w)], dim=2)
+        if condition.latents.shape != latents.shape:
+            raise InputError(f"frame condition {tuple(condition.latents.shape)} does not match latents {tuple(latents.shape)}")
+        return torch.cat([x, condition.channels(x.dtype)], dim=2)
+
+    def _reference_channels(self, latents: torch.Tensor, reference_latent: torch.Tensor | None) -> torch.Tensor:
         bb = self.config.backbone
         if not bb.reference_latent:
             return latents
@@ -531,13 +552,16 @@ class IdentityVideoModel(nn.Module):
         text_emb: torch.Tensor,
         id_inputs: IdentityInputs | None = None,
         motion: MotionInputs | None = None,
+        condition: FrameCondition | None = None,
     ) -> torch.Tensor:
         """The backbone's prediction (per the scheduler's prediction type) for noisy `latents` (B, F, C, h, w).
 
         `id_inputs=None` (and `motion=None`) is the unconditional branch: no identity module adds anything.
+        `condition`: known frame content (`idvid.models.frame_condition`; needs `backbone.frame_condition`).
         """
         b = latents.shape[0]
-        x = self.condition_latents(latents.to(self.dtype), id_inputs.reference_latent if id_inputs is not None else None)
+        x = self.condition_latents(latents.to(self.dtype), id_inputs.reference_latent if id_inputs is not None else None,
+                                   condition)
         t = torch.as_tensor(timestep, device=x.device)
         t = t.reshape(1).expand(b) if t.numel() == 1 else t.reshape(b)
         tc = self.transformer.config

@@ -14,6 +14,7 @@ Examples:
   idvid generate --ref sample --prompt "a woman smiles and turns to her left, wearing a red hoodie" --out smile.mp4
   idvid generate --ref me.jpg --prompt "he nods in front of a blue wall" --motion-intensity 8 --seed 3 --out nod.mp4
   idvid generate --ref me.jpg --prompt "..." --model runs/moca/export --out clip.mp4
+  idvid generate --ref me.jpg --prompt "she laughs" --first-frame start.png --out laugh.mp4
 
 \b
 --ref sample uses the bundled sample reference (a synthetic person the default model never trained on).
@@ -37,6 +38,11 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--identity-guidance", "identity_guidance", type=float, default=None,
               help="Guide the identity apart from the text with this scale (3 model calls a step; default: "
                    "the model's, usually the same as --guidance, i.e. guided together).")
+@click.option("--mode", type=click.Choice(["t2v", "decoupled"]), default=None,
+              help="t2v: one stage; decoupled: a first frame of the person (T2I), then animated (I2V); "
+                   "default: the model's.")
+@click.option("--first-frame", "first_frame", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Animate this image instead of making a first frame (decoupled models only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same video.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output video OUT.mp4 (OUT.gif and the contact sheet OUT.png are written beside it).")
@@ -47,8 +53,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
              steps: int | None, guidance: float | None, guidance_rescale: float | None,
-             identity_guidance: float | None, seed: int, out: Path, model: Path | None, fps: float,
-             threads: int | None, quiet: bool) -> None:
+             identity_guidance: float | None, mode: str | None, first_frame: Path | None, seed: int, out: Path,
+             model: Path | None, fps: float, threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
     if out.suffix.lower() != ".mp4":
@@ -68,6 +74,11 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     from idvid.io import load_image
 
     image = load_image(ref_path)  # (a bad image fails here, before the model loads)
+    first = None
+    if first_frame is not None:
+        if not first_frame.is_file():
+            raise InputError(f"--first-frame {first_frame}: no such file")
+        first = load_image(first_frame)
 
     from idvid.io import write_video_outputs
     from idvid.pipelines import load_pipeline
@@ -76,9 +87,13 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                  identity_guidance_scale=identity_guidance, generator=seed)
+                  identity_guidance_scale=identity_guidance, generator=seed, mode=mode, first_frame=first)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)
+    if first is None and "first_frame" in result.info:  # the T2I stage's image, for the user to see or reuse
+        from idvid.io import save_image
+
+        save_image(out.with_name(out.stem + "_first.png"), result.info["first_frame"])
     t, h, w = result.frames.shape[:3]
     click.echo(f"{paths['mp4']}: {t} frames of {w}x{h} ({paths['gif'].name}, {paths['png'].name}); "
                f"action {result.action_phrase!r}, motion intensity {result.motion_intensity:g}, seed {seed}, "

@@ -5,6 +5,17 @@
     prompt ---------> text embeddings; its action phrase (or `action`) + motion intensity -> motion control
     noise --DPM-Solver++ with classifier-free guidance over (text, identity)--> latents --VAE--> frames
 
+`mode="decoupled"` (seed 003, spatial–temporal decoupled generation; needs a model with
+`backbone.frame_condition`) makes the video in two stages with the same model:
+
+    T2I  the reference portrait's head region (background removed: idvid.models.frame_condition) + the
+         Spatial Semantic Parser's prompt (idvid.text.prompts.spatial_prompt: the action becomes "looks at
+         the camera"), motion intensity 0, one latent frame -> the first frame, face kept, scene painted
+    I2V  that first frame's latent known in frame 0 (VACE's F = {I_first} + {0}×n) + the full prompt and the
+         motion condition -> the video
+
+`first_frame=` skips the T2I stage and animates a given image (plain I2V).
+
 The unconditional branch drops the text (empty prompt) and the whole identity (no ID tokens, no reference
 latent), as training does for `task.id_dropout`/`text_dropout`; the motion condition is kept in both
 branches, so guidance amplifies who and what, not how much motion.
@@ -59,6 +70,7 @@ class PipelineDefaults:
     size: int = 128  # frame height and width in pixels
     face_width: float = REFERENCE_FACE_WIDTH
     face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
+    mode: str = "t2v"  # "t2v": one stage; "decoupled": T2I first frame, then I2V (seed 003)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineDefaults:
@@ -77,6 +89,7 @@ class Reference:
     embedding: np.ndarray  # (128,) float32 SFace embedding
     box: tuple[float, float, float, float]  # the face in the original photo
     num_faces: int
+    portrait_box: tuple[float, float, float, float] | None = None  # the face in `portrait`
 
 
 @dataclass
@@ -86,6 +99,16 @@ class IDVideoPipelineOutput(BaseOutput):
     action_phrase: str = ""
     motion_intensity: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def portrait_box(box: tuple[float, float, float, float], size: int, face_width: float = REFERENCE_FACE_WIDTH,
+                 face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE) -> tuple[float, float, float, float]:
+    """Where `frame_portrait` puts the face `box`: width face_width·size, centred at face_centre·size."""
+    x0, y0, x1, y1 = box
+    scale = size * face_width / max(x1 - x0, 1.0)
+    cx, cy = face_centre[0] * size, face_centre[1] * size
+    half_w, half_h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
+    return (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
 
 
 def frame_portrait(image: np.ndarray, box: tuple[float, float, float, float], size: int,
@@ -197,6 +220,7 @@ class IDVideoPipeline(DiffusionPipeline):
             embedding=fa.embed(image, face, model="sface").astype(np.float32),
             box=tuple(float(v) for v in face.box),
             num_faces=len(faces),
+            portrait_box=portrait_box(face.box, d.size, d.face_width, tuple(d.face_centre)),
         )
 
     def frame_plan(self, num_frames: int) -> int:
@@ -245,23 +269,38 @@ class IDVideoPipeline(DiffusionPipeline):
         generator: torch.Generator | int | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
+        mode: str | None = None,
+        first_frame: np.ndarray | str | Path | None = None,
     ) -> IDVideoPipelineOutput:
         """Generate a video of the person in `reference` doing what `prompt` says.
 
         Classifier-free guidance with scale g guides text and identity together: ε = ε(∅) + g (ε(c, id) − ε(∅)).
         `identity_guidance_scale` g_id separates them (three model calls a step instead of two):
         ε = ε(∅) + g (ε(c) − ε(∅)) + g_id (ε(c, id) − ε(c)); g_id = g is the two-call formula again.
+        A frame condition (decoupled mode) is given to every branch: guidance amplifies who and what, not the
+        known frame.
 
         `action`: the action phrase for motion control (default: extracted from the prompt). `generator`:
         a torch.Generator or an int seed; the same seed gives the same frames. `output_type`: "np" (uint8
-        frames), "pt" (float frames in [-1, 1]) or "latent"."""
-        from idvid.text.prompts import extract_action_phrase
+        frames), "pt" (float frames in [-1, 1]) or "latent". `mode`: "t2v" or "decoupled" (default: the
+        pipeline's). `first_frame`: an image (at the video size or resized to it) to animate, instead of the
+        decoupled mode's T2I stage."""
+        from idvid.models.frame_condition import first_frame_condition, head_region_mask, region_condition
+        from idvid.text.prompts import STILL_PHRASE, extract_action_phrase, spatial_prompt
 
         d, model = self.defaults, self.model
         if not isinstance(prompt, str) or not prompt.strip():
             raise InputError("the prompt is empty; describe the video, e.g. --prompt \"she smiles and turns to her left\"")
         if output_type not in ("np", "pt", "latent"):
             raise InputError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
+        mode = d.mode if mode is None else mode
+        if first_frame is not None:
+            mode = "decoupled"
+        if mode not in ("t2v", "decoupled"):
+            raise InputError(f"mode must be 't2v' or 'decoupled', got {mode!r}")
+        if mode == "decoupled" and not model.config.backbone.frame_condition:
+            raise InputError("this model cannot start from a first frame (it was trained without frame conditioning); "
+                             "use mode 't2v'")
         steps = int(num_inference_steps or d.num_inference_steps)
         if steps < 1:
             raise InputError(f"--steps must be at least 1, got {steps}")
@@ -287,13 +326,13 @@ class IDVideoPipeline(DiffusionPipeline):
             generator = torch.Generator("cpu").manual_seed(generator)
         ref = reference if isinstance(reference, Reference) else self.prepare_reference(reference)
         phrase = (action or "").strip() or extract_action_phrase(prompt)
+        guide = dict(steps=steps, guidance=guidance, rescale=rescale, id_guidance=id_guidance, generator=generator)
 
         device, dtype = model.device, model.dtype
         text = model.encode_text([prompt])
         uncond_text = model.encode_text([""])
         motion = model.motion_inputs([phrase], [intensity]) if "motion" in model.injections else None
         ids = self.identity_inputs(ref)
-        separate_identity = ids is not None and id_guidance != guidance
 
         # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
         tc = model.transformer.config
@@ -305,37 +344,82 @@ class IDVideoPipeline(DiffusionPipeline):
             raise InputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         latents = latents.to(device)
 
-        self.scheduler.set_timesteps(steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
-        # a stochastic solver (e.g. algorithm_type "sde-dpmsolver++") draws its noise from the seed's generator
-        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        for t in self.progress_bar(self.scheduler.timesteps):
-            x = self.scheduler.scale_model_input(latents, t).to(dtype)
-            cond = model(x, t, text, ids, motion).float()
-            if separate_identity:
-                uncond = model(x, t, uncond_text, None, motion).float()
-                text_only = model(x, t, text, None, motion).float()
-                pred = uncond + guidance * (text_only - uncond) + id_guidance * (cond - text_only)
-                if rescale > 0:
-                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
-            elif guidance != 1.0:
-                uncond = model(x, t, uncond_text, None, motion).float()
-                pred = uncond + guidance * (cond - uncond)
-                if rescale > 0:  # pull the guided prediction's std back toward the conditional one's
-                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
-            else:
-                pred = cond
-            latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
+        condition, first_image = None, None
+        if mode == "decoupled":
+            if first_frame is not None:  # plain I2V from the user's image
+                first_image = self._fit_image(first_frame)
+                first = model.encode_reference(self._unit(first_image).to(device))
+            else:  # T2I: the reference's head, the scene from the spatial prompt, no motion
+                if ids is None or ids.reference_latent is None:
+                    raise InputError("the decoupled mode's first frame needs a model with the reference latent")
+                box = ref.portrait_box or portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre))
+                known = head_region_mask(torch.tensor([box], device=device), (d.size, d.size), tuple(shape[3:]))
+                head = region_condition(ids.reference_latent.float(), known)
+                still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None
+                noise = torch.randn((1, 1, *shape[2:]), generator=generator, dtype=torch.float32).to(device)
+                first = self._denoise(noise, model.encode_text([spatial_prompt(prompt)]), uncond_text, ids, still,
+                                      head, **guide)[:, 0]
+                first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
+            condition = first_frame_condition(latents, first.float())
+        latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **guide)
 
-        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted, generated_frames=frames_out)
+        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted,
+                    generated_frames=frames_out, mode=mode)
+        if first_image is not None:
+            info["first_frame"] = first_image
         out = dict(reference=ref, action_phrase=phrase, motion_intensity=intensity, info=info)
         if output_type == "latent":
             return IDVideoPipelineOutput(frames=latents, **out)
         video = model.decode(latents.to(dtype))[0, :wanted].float().clamp(-1, 1)  # (T, 3, H, W)
         if output_type == "pt":
             return IDVideoPipelineOutput(frames=video, **out)
-        frames = ((video.permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-        return IDVideoPipelineOutput(frames=frames, **out)
+        return IDVideoPipelineOutput(frames=self._to_uint8(video), **out)
+
+    @staticmethod
+    def _to_uint8(video: torch.Tensor) -> np.ndarray:
+        """(T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+        return ((video.permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+    def _fit_image(self, image: np.ndarray | str | Path) -> np.ndarray:
+        """An RGB image at the video size (centre-cropped to a square, then resized)."""
+        from idvid.io import load_image
+
+        if not isinstance(image, np.ndarray):
+            image = load_image(image)
+        h, w = image.shape[:2]
+        side = min(h, w)
+        image = image[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+        size = self.defaults.size
+        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+        return np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=interp))
+
+    def _denoise(self, latents: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor, ids, motion, condition,
+                 steps: int, guidance: float, rescale: float, id_guidance: float, generator) -> torch.Tensor:
+        """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result."""
+        model, dtype = self.model, self.model.dtype
+        separate_identity = ids is not None and id_guidance != guidance
+        self.scheduler.set_timesteps(steps, device=latents.device)
+        latents = latents * self.scheduler.init_noise_sigma
+        # a stochastic solver (e.g. algorithm_type "sde-dpmsolver++") draws its noise from the seed's generator
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        for t in self.progress_bar(self.scheduler.timesteps):
+            x = self.scheduler.scale_model_input(latents, t).to(dtype)
+            cond = model(x, t, text, ids, motion, condition=condition).float()
+            if separate_identity:
+                uncond = model(x, t, uncond_text, None, motion, condition=condition).float()
+                text_only = model(x, t, text, None, motion, condition=condition).float()
+                pred = uncond + guidance * (text_only - uncond) + id_guidance * (cond - text_only)
+                if rescale > 0:
+                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
+            elif guidance != 1.0:
+                uncond = model(x, t, uncond_text, None, motion, condition=condition).float()
+                pred = uncond + guidance * (cond - uncond)
+                if rescale > 0:  # pull the guided prediction's std back toward the conditional one's
+                    pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
+            else:
+                pred = cond
+            latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
+        return condition.paste(latents) if condition is not None else latents
 
 
 def default_model_path() -> Path:
@@ -358,5 +442,5 @@ def load_pipeline(path: str | Path | None = None, threads: int | None = None) ->
     return IDVideoPipeline.from_pretrained(folder)
 
 
-__all__ = ["IDVideoPipeline", "IDVideoPipelineOutput", "PipelineDefaults", "Reference", "frame_portrait",
+__all__ = ["IDVideoPipeline", "IDVideoPipelineOutput", "PipelineDefaults", "Reference", "frame_portrait", "portrait_box",
            "load_pipeline", "default_model_path", "sample_reference_path", "valid_frame_counts"]

@@ -31,6 +31,22 @@ _VERB = re.compile(r"\b(?:(?:" + "|".join(_ADVERBS) + r")\s+)?(?:" + "|".join(AC
                    r")(?:s|es|ing)?\b", re.I)
 
 
+STILL_PHRASE = "looks at the camera"  # the synthetic world's phrase for a person not moving
+
+
+def spatial_prompt(prompt: str, still: str = STILL_PHRASE) -> str:
+    """The Spatial Semantic Parser of the decoupled pipeline (seed 003 §3.2), rule backend: the prompt of the
+    first frame keeps who, what they wear and where, and its action phrase becomes `still` —
+    "..., wearing a red hoodie, smiles and turns to her left in front of a blue wall" ->
+    "..., wearing a red hoodie, looks at the camera in front of a blue wall". (The paper asks an LLM, which also
+    drops feet and bystanders and appends "close-up"; the laptop model's prompts have none of those.)"""
+    text = " ".join(prompt.split())
+    phrase = extract_action_phrase(text)
+    if phrase == text.strip(" .;:"):  # no action verb found: the prompt is all description already
+        return text
+    return text.replace(phrase, still, 1)
+
+
 def extract_action_phrase(prompt: str) -> str:
     """The action phrase of `prompt` (see the module docstring); never empty for a non-empty prompt."""
     text = " ".join(prompt.split())

@@ -75,6 +75,11 @@ class IdentityTaskConfig(TaskConfig):
     uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
     speed_word_dropout: float = 0.0  # per clip, "slowly"/"quickly" removed from prompt and action phrase
     vae_sample: bool = False  # sample the VAE posterior (True) or take its mode
+    # the decoupled pipeline's conditions (needs backbone.frame_condition), drawn per batch: with p = first_frame_condition
+    # an I2V batch (latent frame 0 known), with p = head_condition a T2I batch (one latent frame, its head region
+    # known, the still prompt: idvid.text.prompts.spatial_prompt, intensity 0); otherwise plain T2V
+    first_frame_condition: float = 0.0
+    head_condition: float = 0.0
     # > 0: train the VAE's decoder only, on the frozen DiT's x̂0 at t < decoder_tune_max_t decoded against the true
     # frames (L1, faces weighted 1 + decoder_tune_face_weight, + id_loss_weight · per-frame identity loss), so
     # the decoder learns the latents the DiT makes rather than the encoder's; the encoder and DiT are untouched
@@ -94,12 +99,15 @@ class IdentityTaskConfig(TaskConfig):
             _check(Path(self.vae_path, "config.json").is_file(), "task.vae_path", f"{self.vae_path}: no config.json")
         for name in ("perceptual_alpha", "perceptual_beta", "id_loss_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
-        for name in ("text_dropout", "id_dropout", "uncond_dropout", "speed_word_dropout"):
+        for name in ("text_dropout", "id_dropout", "uncond_dropout", "speed_word_dropout", "first_frame_condition",
+                     "head_condition"):
             _check(0 <= getattr(self, name) < 1, f"task.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         if self.id_loss_weight > 0:
             _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
         if self.face_embedder is not None:
             _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
+        _check(self.first_frame_condition + self.head_condition < 1, "task.head_condition",
+               f"first_frame_condition + head_condition must be < 1, got {self.first_frame_condition + self.head_condition}")
         _check(0 <= self.decoder_tune_max_t <= 1000, "task.decoder_tune_max_t",
                f"must be in [0, 1000], got {self.decoder_tune_max_t}")
         _check(self.decoder_tune_face_weight >= 0, "task.decoder_tune_face_weight",
@@ -167,6 +175,9 @@ class IdentityVideoTask(TrainTask):
         if c.region_aware and not config.data.flow_maps:
             raise InputError("config task.region_aware: needs data.flow_maps=true (the loss weights by foreground flow)")
         mcfg = model_config_for(c, config.train_mode)
+        if (c.first_frame_condition > 0 or c.head_condition > 0) and not mcfg.backbone.frame_condition:
+            raise InputError("config task.first_frame_condition / task.head_condition: the model takes no frame "
+                             "condition; add task.model_overrides.backbone.frame_condition=true")
         if mcfg.text_encoder == "none":
             raise InputError("config task.model_overrides: training needs a text encoder (text_encoder minilm or t5)")
         self.model = IdentityVideoModel(mcfg)
@@ -295,8 +306,25 @@ class IdentityVideoTask(TrainTask):
         motion = model.motion_inputs(phrases, batch["motion_intensity"]) if "motion" in model.injections else None
         return text, ids, motion
 
+    def _head_batch(self, batch: dict[str, Any], z0: torch.Tensor, mask: torch.Tensor, region: torch.Tensor | None,
+                    prompts: list[str]):
+        """A batch as the T2I stage sees it: latent frame 0 alone, its head region known (the ellipse around
+        the ground-truth face box, as generation draws it around the detector's), the still prompt, intensity 0."""
+        from idvid.models.frame_condition import head_region_mask, region_condition
+        from idvid.text.prompts import STILL_PHRASE, spatial_prompt
+
+        z0, mask = z0[:, :1], mask[:, :1]
+        region = region[:, :1] if region is not None else None
+        size = self.run_config.data.size  # face boxes are in pixels of the training frames
+        known = head_region_mask(batch["face_boxes"][:, 0].to(z0.device), (size, size), tuple(z0.shape[3:]))
+        condition = region_condition(z0[:, 0], known)
+        batch = {**batch, "motion_intensity": torch.zeros_like(torch.as_tensor(batch["motion_intensity"], dtype=torch.float32))}
+        prompts = [spatial_prompt(p) if p else p for p in prompts]
+        return batch, z0, mask, region, condition, prompts, [STILL_PHRASE] * len(prompts)
+
     def compute_losses(self, batch: dict[str, Any], ctx: StepContext, timesteps: torch.Tensor | None = None,
                        use_identity: bool | None = None) -> dict[str, torch.Tensor]:
+        from idvid.models.frame_condition import first_frame_condition
         from idvid.objectives import (
             crop_faces,
             diffusion_loss,
@@ -329,10 +357,17 @@ class IdentityVideoTask(TrainTask):
             drop_id = False
         if use_identity is not None:
             drop_id = not use_identity
+        condition = None
+        if ctx.training and (c.first_frame_condition > 0 or c.head_condition > 0):  # drawn only when on
+            u = float(torch.rand((), generator=g))
+            if u < c.head_condition:
+                batch, z0, mask, region, condition, prompts, phrases = self._head_batch(batch, z0, mask, region, prompts)
+            elif u < c.head_condition + c.first_frame_condition:
+                condition = first_frame_condition(z0)
         text, ids, motion = self._conditions(batch, ref_latent, prompts, phrases, with_identity=not drop_id)
 
         noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
-        pred = model(noised.noisy, noised.timesteps, text, ids, motion)
+        pred = model(noised.noisy, noised.timesteps, text, ids, motion, condition=condition)
 
         losses: dict[str, torch.Tensor] = {}
         if c.region_aware and region is not None:
