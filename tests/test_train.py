@@ -318,3 +318,28 @@ def test_validation_hooks_run_every_n_steps_on_the_ema_weights(tmp_path):
 
     with pytest.raises(InputError, match="cannot import 'no_such_module:hook'"):
         setup(toy(tmp_path / "other", "validation.hooks=['no_such_module:hook']"))
+
+
+
+def _worker_pid(i):
+    import time
+
+    time.sleep(0.2 * i)  # let the signals arrive before the later items are made
+    return os.getpid()
+
+
+def test_loader_workers_leave_stop_signals_to_the_main_process():
+    """SIGTERM and SIGINT to a DataLoader worker (as `pkill -f` and Ctrl-C's process-group SIGINT deliver) do
+    not kill it: the main process alone decides to stop, after checkpointing."""
+    from torch.utils.data import DataLoader
+
+    from idvid.train.trainer import ignore_stop_signals
+
+    loader = DataLoader(list(range(4)), batch_size=None, num_workers=1, collate_fn=_worker_pid,
+                        worker_init_fn=ignore_stop_signals)
+    it = iter(loader)
+    pid = int(next(it))
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    assert [int(x) for x in it] == [pid] * 3

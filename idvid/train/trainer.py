@@ -95,6 +95,15 @@ def lr_at(step: int, optim: OptimConfig, max_steps: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- data order
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader workers leave SIGINT and SIGTERM to the main process, which finishes its step and
+    checkpoints (`StopRequests`): Ctrl-C reaches every process of the terminal's group and `pkill -f` every
+    process with the command line, and a worker killed by either made the run fail instead of stopping
+    cleanly. Workers still exit when the main process does (PyTorch's worker watchdog)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 @dataclass
 class DataPosition:
     """Which items each step reads. Epoch e visits a permutation of the dataset drawn from (seed, e), cut
@@ -136,7 +145,8 @@ class DataPosition:
         while True:
             batches = self.epoch_batches(self.epoch)[self.position :]
             if batches:
-                loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers)
+                loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=num_workers,
+                                    worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
                 for batch in loader:
                     self.position += 1
                     yield batch
