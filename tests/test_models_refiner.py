@@ -181,6 +181,37 @@ def test_reference_attention_reads_the_reference_slot_and_pads_odd_sizes():
         assert torch.equal(plain[0, 1:], plain2[0, 1:])
 
 
+def test_reference_attention_reads_a_given_reference_instead_of_the_slot():
+    """`reference=` (an I2V first frame) replaces frame 0's reference slot as what the attention reads."""
+    r = attention_refiner()
+    x, pred, t = torch.randn(2, 3, 6, 4, 6), torch.randn(2, 3, 3, 4, 6), torch.tensor([100, 900])
+    first = torch.randn(2, 3, 4, 6)
+    seen = []
+    real = r.reference.forward
+    r.reference.forward = lambda h, ref: seen.append(ref) or real(h, ref)
+    with torch.no_grad():
+        given, default = r(x, pred, t, reference=first), r(x, pred, t)
+    assert torch.equal(seen[0], first) and torch.equal(seen[1], x[:, 0, 3:])
+    assert not torch.allclose(given, default)
+
+
+def test_an_i2v_condition_gives_the_refiner_its_first_frame():
+    from idvid.models import first_frame_condition
+
+    cfg = tiny_config("moca", text_encoder="none", refiner=RefinerConfig(channels=8, layers=1, reference_dim=8))
+    cfg.backbone.frame_condition = True
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    inputs = make_inputs(model)
+    z, first = inputs[0], torch.randn_like(inputs[0][:, 0])
+    seen = []
+    real = model.refiner.reference.forward
+    model.refiner.reference.forward = lambda h, ref: seen.append(ref) or real(h, ref)
+    with torch.no_grad():
+        model(*inputs, condition=first_frame_condition(z, first))
+    assert torch.equal(seen[0], first)
+
+
 def test_reference_attention_added_to_a_trained_refiner_changes_nothing(tmp_path):
     trained = make(RefinerConfig(channels=8, layers=1))
     perturb_new_weights(trained)

@@ -9,7 +9,9 @@ trained model is unchanged until it learns them), and the sampler pastes the kno
 
 Two uses, one mechanism:
 
-* I2V — `first_frame_condition(z)`: latent frame 0 known (the causal VAE encodes frame 0 alone into it).
+* I2V — `first_frame_condition(z)`: latent frame 0 known (the causal VAE encodes frame 0 alone into it);
+  the refiner's reference attention (`refiner.reference_dim`) then reads that first frame instead of the
+  portrait, so the detail it moves into each frame comes from the same scene at a nearby pose.
 * T2I with a background-removed reference — `region_condition(z_ref, head_region_mask(box))`: one latent
   frame whose head region is the reference's; the model paints clothing and background from the prompt
   around it. HRNet background removal in the paper; here the head region is an ellipse around the face box,
@@ -37,10 +39,13 @@ HEAD_AXES = (0.66, 0.8)
 
 @dataclass
 class FrameCondition:
-    """Known latents (B, F, C, h, w) and where they are known (B, F, 1, h, w), 1 = known, 0 = generate."""
+    """Known latents (B, F, C, h, w) and where they are known (B, F, 1, h, w), 1 = known, 0 = generate;
+    `reference` (B, C, h, w): what the refiner's reference attention reads instead of the portrait latent
+    (the first frame in I2V: same light, clothes and scene as the frames to make, and a nearby pose)."""
 
     latents: torch.Tensor
     known: torch.Tensor
+    reference: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         b, f, _, h, w = self.latents.shape
@@ -69,7 +74,7 @@ def first_frame_condition(latents: torch.Tensor, first: torch.Tensor | None = No
     known[:, 0] = 1
     cond = latents.new_zeros(b, f, c, h, w)
     cond[:, 0] = first.to(latents.dtype)
-    return FrameCondition(cond, known)
+    return FrameCondition(cond, known, reference=cond[:, 0])
 
 
 def head_region_mask(boxes: torch.Tensor, frame_size: tuple[int, int], latent_size: tuple[int, int]) -> torch.Tensor:

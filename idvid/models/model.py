@@ -581,7 +581,8 @@ class IdentityVideoModel(nn.Module):
                 kwargs["attention_kwargs"] = {CONTEXT_KEY: InjectionContext(cond=cond, grid=grid)}
             out = self.transformer(**kwargs)[0]
         if self.refiner is not None:
-            out = out + self.refiner(x, out, t).to(out.dtype)
+            reference = condition.reference if condition is not None else None
+            out = out + self.refiner(x, out, t, reference=reference).to(out.dtype)
         return out
 
     def _consisid_forward(self, kwargs: dict[str, Any], features) -> torch.Tensor:

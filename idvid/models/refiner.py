@@ -156,12 +156,15 @@ class LatentRefiner(nn.Module):
             total += self.reference.flops(images, pixels, references)
         return total
 
-    def forward(self, x: torch.Tensor, pred: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pred: torch.Tensor, timestep: torch.Tensor,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
+        """The correction for input `x` and the DiT's prediction; `reference` (B, C, h, w), when given, is what
+        the reference attention reads instead of x's reference slot (IdentityVideoModel passes an I2V first frame)."""
         b, f = x.shape[:2]
         h = self.conv_in(rearrange(torch.cat([x, pred.to(x.dtype)], dim=2), "b f c h w -> (b f) c h w"))
         if self.reference is not None:
             c = pred.shape[2]
-            h = self.reference(h, x[:, 0, c:2 * c])  # the reference slot of frame 0
+            h = self.reference(h, x[:, 0, c:2 * c] if reference is None else reference)  # default: frame 0's reference slot
         temb = get_timestep_embedding(timestep.reshape(b).float(), self.time_dim)  # fp32 timestep features
         film = self.time(temb.to(h.dtype)).repeat_interleave(f, dim=0)  # (B·F, 2·ch·layers)
         for i, (conv, norm) in enumerate(zip(self.hidden, self.norms, strict=True)):
