@@ -35,6 +35,14 @@ def test_head_region_mask_on_a_hand_computed_box():
     assert m.sum() == 30  # the same formula over all 64 cells, by hand per row: 2, 4, 6, 6, 6, 4, 2, 0
 
 
+def test_training_like_box_moves_the_detectors_box_by_the_measured_offsets():
+    from idvid.models.frame_condition import DETECTOR_TO_TRAINING_BOX, training_like_box
+
+    assert DETECTOR_TO_TRAINING_BOX == (-0.005, 0.122, -0.024, 0.029)
+    # a 100 x 50 box at (10, 20): x by 100 · offset, y by 50 · offset
+    assert training_like_box((10, 20, 110, 70)) == pytest.approx((9.5, 26.1, 107.6, 71.45))
+
+
 def test_frame_condition_channels_and_paste():
     z = torch.randn(2, 3, 4, 5, 5)
     cond = first_frame_condition(z)

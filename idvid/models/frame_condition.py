@@ -35,6 +35,10 @@ from idvid.errors import InputError
 # and ears and little of the shoulders, for ground-truth boxes and YuNet's (which start ~0.15 box heights higher).
 HEAD_SHIFT = 0.12
 HEAD_AXES = (0.66, 0.8)
+# Training draws the head around the synthetic world's ground-truth face boxes, generation around YuNet's. On
+# frame 0 of 40 validation clips (128 px) the ground-truth box's (x0, y0, x1, y1) lay at these offsets from
+# YuNet's, in YuNet box widths / heights (std 0.03-0.06): YuNet's starts higher, at the forehead.
+DETECTOR_TO_TRAINING_BOX = (-0.005, 0.122, -0.024, 0.029)
 
 
 @dataclass
@@ -93,6 +97,14 @@ def head_region_mask(boxes: torch.Tensor, frame_size: tuple[int, int], latent_si
     return (dx * dx + dy * dy <= 1.0).float()
 
 
+def training_like_box(box) -> tuple[float, float, float, float]:
+    """A detector's face box moved to where the training boxes put the face (DETECTOR_TO_TRAINING_BOX)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    dx0, dy0, dx1, dy1 = DETECTOR_TO_TRAINING_BOX
+    return (x0 + dx0 * w, y0 + dy0 * h, x1 + dx1 * w, y1 + dy1 * h)
+
+
 def region_condition(latent: torch.Tensor, mask: torch.Tensor) -> FrameCondition:
     """One latent frame whose `mask` (B, h, w) region is `latent` (B, C, h, w); the rest generated."""
     if latent.dim() != 4 or tuple(mask.shape) != (latent.shape[0], *latent.shape[2:]):
@@ -101,4 +113,5 @@ def region_condition(latent: torch.Tensor, mask: torch.Tensor) -> FrameCondition
     return FrameCondition(latent[:, None] * known, known)
 
 
-__all__ = ["FrameCondition", "first_frame_condition", "head_region_mask", "region_condition", "HEAD_AXES", "HEAD_SHIFT"]
+__all__ = ["FrameCondition", "first_frame_condition", "head_region_mask", "region_condition", "training_like_box",
+           "DETECTOR_TO_TRAINING_BOX", "HEAD_AXES", "HEAD_SHIFT"]

@@ -285,7 +285,12 @@ class IDVideoPipeline(DiffusionPipeline):
         frames), "pt" (float frames in [-1, 1]) or "latent". `mode`: "t2v" or "decoupled" (default: the
         pipeline's). `first_frame`: an image (at the video size or resized to it) to animate, instead of the
         decoupled mode's T2I stage."""
-        from idvid.models.frame_condition import first_frame_condition, head_region_mask, region_condition
+        from idvid.models.frame_condition import (
+            first_frame_condition,
+            head_region_mask,
+            region_condition,
+            training_like_box,
+        )
         from idvid.text.prompts import STILL_PHRASE, extract_action_phrase, spatial_prompt
 
         d, model = self.defaults, self.model
@@ -353,6 +358,7 @@ class IDVideoPipeline(DiffusionPipeline):
                 if ids is None or ids.reference_latent is None:
                     raise InputError("the decoupled mode's first frame needs a model with the reference latent")
                 box = ref.portrait_box or portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre))
+                box = training_like_box(box)  # the detector's box where training's boxes put the face
                 known = head_region_mask(torch.tensor([box], device=device), (d.size, d.size), tuple(shape[3:]))
                 head = region_condition(ids.reference_latent.float(), known)
                 still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None
