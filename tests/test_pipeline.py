@@ -49,6 +49,20 @@ def test_frame_portrait_puts_the_face_where_training_portraits_have_it():
     assert ys.min() == pytest.approx(30, abs=1) and ys.max() == pytest.approx(69, abs=1)
 
 
+def test_portrait_box_is_where_frame_portrait_puts_the_face():
+    from idvid.pipelines.ipt2v import portrait_box
+
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[100:160, 200:280] = 255  # an 80 x 60 "face"
+    box = (200, 100, 280, 160)
+    out = frame_portrait(img, box, 100, face_width=0.4, face_centre=(0.5, 0.45))
+    ys, xs = np.nonzero(out[..., 0] > 127)
+    x0, y0, x1, y1 = portrait_box(box, 100, face_width=0.4, face_centre=(0.5, 0.45))
+    assert (x0, y0, x1, y1) == pytest.approx((30, 30, 70, 60))  # 40 x 30 around (50, 45)
+    assert xs.min() == pytest.approx(x0, abs=1) and xs.max() + 1 == pytest.approx(x1, abs=1)
+    assert ys.min() == pytest.approx(y0, abs=1) and ys.max() + 1 == pytest.approx(y1, abs=1)
+
+
 def test_action_phrase_is_the_main_verb_clause():
     assert extract_action_phrase("she laughs and turns to the window, wearing a red scarf") == "laughs and turns to the window"
     assert extract_action_phrase(PROMPT) == "smiles and turns to her left"
