@@ -18,6 +18,7 @@ from idvid.models.frame_condition import (
     region_condition,
 )
 from idvid.text.prompts import STILL_PHRASE, spatial_prompt
+from tests.test_pipeline import PROMPT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -126,8 +127,6 @@ def decoupled_pipeline():
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
-
-PROMPT = "a woman with brown hair, wearing a red hoodie, smiles and turns to her left in front of a blue wall"
 
 
 def test_decoupled_mode_makes_a_first_frame_then_animates_it(decoupled_pipeline):

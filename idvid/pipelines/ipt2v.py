@@ -89,7 +89,6 @@ class Reference:
     embedding: np.ndarray  # (128,) float32 SFace embedding
     box: tuple[float, float, float, float]  # the face in the original photo
     num_faces: int
-    portrait_box: tuple[float, float, float, float] | None = None  # the face in `portrait`
 
 
 @dataclass
@@ -101,14 +100,23 @@ class IDVideoPipelineOutput(BaseOutput):
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def _portrait_transform(box: tuple[float, float, float, float], size: int, face_width: float,
+                        face_centre: tuple[float, float]) -> tuple[float, float, float]:
+    """(scale, left, top) of the framing: photo point (x, y) -> portrait point ((x − left)·scale, (y − top)·scale),
+    which gives the face `box` a width of face_width·size, centred at face_centre·size."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, 1.0) / face_width
+    left = (x0 + x1) / 2 - face_centre[0] * side
+    top = (y0 + y1) / 2 - face_centre[1] * side
+    return size / side, left, top
+
+
 def portrait_box(box: tuple[float, float, float, float], size: int, face_width: float = REFERENCE_FACE_WIDTH,
                  face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE) -> tuple[float, float, float, float]:
-    """Where `frame_portrait` puts the face `box`: width face_width·size, centred at face_centre·size."""
+    """Where `frame_portrait` puts the face `box`."""
+    scale, left, top = _portrait_transform(box, size, face_width, face_centre)
     x0, y0, x1, y1 = box
-    scale = size * face_width / max(x1 - x0, 1.0)
-    cx, cy = face_centre[0] * size, face_centre[1] * size
-    half_w, half_h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-    return (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+    return ((x0 - left) * scale, (y0 - top) * scale, (x1 - left) * scale, (y1 - top) * scale)
 
 
 def frame_portrait(image: np.ndarray, box: tuple[float, float, float, float], size: int,
@@ -116,11 +124,7 @@ def frame_portrait(image: np.ndarray, box: tuple[float, float, float, float], si
                    face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE) -> np.ndarray:
     """Crop `image` to a square in which the face `box` has the training portraits' size and place, then
     resize to `size`; parts outside the photo repeat its border."""
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0, 1.0) / face_width
-    left = (x0 + x1) / 2 - face_centre[0] * side
-    top = (y0 + y1) / 2 - face_centre[1] * side
-    scale = size / side
+    scale, left, top = _portrait_transform(box, size, face_width, face_centre)
     m = np.array([[scale, 0, -left * scale], [0, scale, -top * scale]], np.float32)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return cv2.warpAffine(image, m, (size, size), flags=interp, borderMode=cv2.BORDER_REPLICATE)
@@ -220,7 +224,6 @@ class IDVideoPipeline(DiffusionPipeline):
             embedding=fa.embed(image, face, model="sface").astype(np.float32),
             box=tuple(float(v) for v in face.box),
             num_faces=len(faces),
-            portrait_box=portrait_box(face.box, d.size, d.face_width, tuple(d.face_centre)),
         )
 
     def frame_plan(self, num_frames: int) -> int:
@@ -357,8 +360,8 @@ class IDVideoPipeline(DiffusionPipeline):
             else:  # T2I: the reference's head, the scene from the spatial prompt, no motion
                 if ids is None or ids.reference_latent is None:
                     raise InputError("the decoupled mode's first frame needs a model with the reference latent")
-                box = ref.portrait_box or portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre))
-                box = training_like_box(box)  # the detector's box where training's boxes put the face
+                # the face in the framed portrait, moved to where training's ground-truth boxes put it
+                box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
                 known = head_region_mask(torch.tensor([box], device=device), (d.size, d.size), tuple(shape[3:]))
                 head = region_condition(ids.reference_latent.float(), known)
                 still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None

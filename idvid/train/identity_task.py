@@ -318,7 +318,7 @@ class IdentityVideoTask(TrainTask):
         size = self.run_config.data.size  # face boxes are in pixels of the training frames
         known = head_region_mask(batch["face_boxes"][:, 0].to(z0.device), (size, size), tuple(z0.shape[3:]))
         condition = region_condition(z0[:, 0], known)
-        batch = {**batch, "motion_intensity": torch.zeros_like(torch.as_tensor(batch["motion_intensity"], dtype=torch.float32))}
+        batch = {**batch, "motion_intensity": torch.zeros_like(batch["motion_intensity"])}
         prompts = [spatial_prompt(p) if p else p for p in prompts]
         return batch, z0, mask, region, condition, prompts, [STILL_PHRASE] * len(prompts)
 
