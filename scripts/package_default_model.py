@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--identity-guidance", type=float, default=None,
                     help="a separate guidance scale for the identity (default: guided together with the text)")
     ap.add_argument("--motion-intensity", type=float, default=4.0)
+    ap.add_argument("--first-frame-source", choices=["t2i", "t2v"], default="t2i",
+                    help="decoupled mode: the first frame from the T2I stage or from a T2V sample's first frame")
     ap.add_argument("--mode", choices=["t2v", "decoupled"], default="t2v",
                     help="generation mode: one stage, or a T2I first frame animated by I2V (needs backbone.frame_condition)")
     args = ap.parse_args()
@@ -54,6 +56,7 @@ def main() -> None:
     if args.mode == "decoupled" and not pipe.model.config.backbone.frame_condition:
         raise SystemExit(f"{args.model}: --mode decoupled needs a model trained with backbone.frame_condition")
     d.mode = args.mode
+    d.first_frame_source = args.first_frame_source
     card = args.out / "MODEL_CARD.md"
     keep = card.read_text() if card.is_file() else None
     if args.out.exists():

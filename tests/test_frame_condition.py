@@ -145,6 +145,27 @@ def test_decoupled_mode_makes_a_first_frame_then_animates_it(decoupled_pipeline)
     assert "first_frame" not in t2v.info and not np.array_equal(t2v.frames, a.frames)
 
 
+def test_a_t2v_first_frame_is_the_t2v_samples_frame_0_around_the_references_head(decoupled_pipeline):
+    from idvid.models.frame_condition import training_like_box
+    from idvid.pipelines.ipt2v import portrait_box, sample_reference_path
+
+    pipe, d = decoupled_pipeline, decoupled_pipeline.defaults
+    ref = pipe.prepare_reference(sample_reference_path())
+    sample = pipe(ref, PROMPT, generator=5, mode="t2v", output_type="latent").frames
+    video = pipe(ref, PROMPT, generator=5, first_frame_source="t2v", output_type="latent")
+    assert video.info["first_frame_source"] == "t2v"
+    box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
+    known = head_region_mask(torch.tensor([box]), (d.size, d.size), tuple(sample.shape[3:]))[:, None]
+    assert 0 < known.sum() < known.numel()
+    head = pipe.identity_inputs(ref).reference_latent
+    # the video's latent frame 0 (known to the I2V stage) is the reference's head inside, T2V's frame 0 outside
+    torch.testing.assert_close(video.frames[:, 0], known * head + (1 - known) * sample[:, 0])
+    t2i = pipe(ref, PROMPT, generator=5, output_type="latent").frames
+    assert not torch.allclose(t2i[:, 0], video.frames[:, 0])
+    with pytest.raises(InputError, match="first_frame_source must be"):
+        pipe(ref, PROMPT, first_frame_source="i2v")
+
+
 def test_decoupled_mode_needs_a_frame_conditioned_model(decoupled_pipeline):
     from idvid.pipelines import IDVideoPipeline
     from idvid.pipelines.ipt2v import sample_reference_path

@@ -41,6 +41,9 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--mode", type=click.Choice(["t2v", "decoupled"]), default=None,
               help="t2v: one stage; decoupled: a first frame of the person (T2I), then animated (I2V); "
                    "default: the model's.")
+@click.option("--first-frame-source", "first_frame_source", type=click.Choice(["t2i", "t2v"]), default=None,
+              help="Decoupled mode: make the first frame by T2I, or from a T2V sample's first frame around the "
+                   "reference's head (one T2V pass more); default: the model's.")
 @click.option("--first-frame", "first_frame", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Animate this image instead of making a first frame (decoupled models only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same video.")
@@ -53,7 +56,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
              steps: int | None, guidance: float | None, guidance_rescale: float | None,
-             identity_guidance: float | None, mode: str | None, first_frame: Path | None, seed: int, out: Path,
+             identity_guidance: float | None, mode: str | None, first_frame_source: str | None, first_frame: Path | None,
+             seed: int, out: Path,
              model: Path | None, fps: float, threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
@@ -87,10 +91,11 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                  identity_guidance_scale=identity_guidance, generator=seed, mode=mode, first_frame=first)
+                  identity_guidance_scale=identity_guidance, generator=seed, mode=mode, first_frame=first,
+                  first_frame_source=first_frame_source)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)
-    if first is None and "first_frame" in result.info:  # the T2I stage's image, for the user to see or reuse
+    if first is None and "first_frame" in result.info:  # the made first frame, for the user to see or reuse
         from idvid.io import save_image
 
         save_image(out.with_name(out.stem + "_first.png"), result.info["first_frame"])

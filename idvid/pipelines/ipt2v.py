@@ -14,7 +14,11 @@
     I2V  that first frame's latent known in frame 0 (VACE's F = {I_first} + {0}×n) + the full prompt and the
          motion condition -> the video
 
-`first_frame=` skips the T2I stage and animates a given image (plain I2V).
+`first_frame_source="t2v"` makes the first frame from a T2V sample instead of the T2I stage: that sample's
+first latent frame outside the head region, the reference portrait's latent inside it (the clothing and
+scene of one-stage T2V, which the T2I stage paints less reliably on the laptop model; docs/training.md).
+The T2V pass starts from the same noise as the I2V stage. `first_frame=` skips both and animates a given
+image (plain I2V).
 
 The unconditional branch drops the text (empty prompt) and the whole identity (no ID tokens, no reference
 latent), as training does for `task.id_dropout`/`text_dropout`; the motion condition is kept in both
@@ -71,6 +75,7 @@ class PipelineDefaults:
     face_width: float = REFERENCE_FACE_WIDTH
     face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
     mode: str = "t2v"  # "t2v": one stage; "decoupled": T2I first frame, then I2V (seed 003)
+    first_frame_source: str = "t2i"  # decoupled mode: "t2i" (the T2I stage) or "t2v" (a T2V sample's frame 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineDefaults:
@@ -274,6 +279,7 @@ class IDVideoPipeline(DiffusionPipeline):
         output_type: str = "np",
         mode: str | None = None,
         first_frame: np.ndarray | str | Path | None = None,
+        first_frame_source: str | None = None,
     ) -> IDVideoPipelineOutput:
         """Generate a video of the person in `reference` doing what `prompt` says.
 
@@ -287,7 +293,8 @@ class IDVideoPipeline(DiffusionPipeline):
         a torch.Generator or an int seed; the same seed gives the same frames. `output_type`: "np" (uint8
         frames), "pt" (float frames in [-1, 1]) or "latent". `mode`: "t2v" or "decoupled" (default: the
         pipeline's). `first_frame`: an image (at the video size or resized to it) to animate, instead of the
-        decoupled mode's T2I stage."""
+        decoupled mode's T2I stage. `first_frame_source`: "t2i" or "t2v", where the decoupled mode's first
+        frame comes from (default: the pipeline's; see the module docstring)."""
         from idvid.models.frame_condition import (
             first_frame_condition,
             head_region_mask,
@@ -306,6 +313,9 @@ class IDVideoPipeline(DiffusionPipeline):
             mode = "decoupled"
         if mode not in ("t2v", "decoupled"):
             raise InputError(f"mode must be 't2v' or 'decoupled', got {mode!r}")
+        source = d.first_frame_source if first_frame_source is None else first_frame_source
+        if source not in ("t2i", "t2v"):
+            raise InputError(f"first_frame_source must be 't2i' or 't2v', got {source!r}")
         if mode == "decoupled" and not model.config.backbone.frame_condition:
             raise InputError("this model cannot start from a first frame (it was trained without frame conditioning); "
                              "use mode 't2v'")
@@ -357,23 +367,29 @@ class IDVideoPipeline(DiffusionPipeline):
             if first_frame is not None:  # plain I2V from the user's image
                 first_image = self._fit_image(first_frame)
                 first = model.encode_reference(self._unit(first_image).to(device))
-            else:  # T2I: the reference's head, the scene from the spatial prompt, no motion
+            else:  # the reference's head in a generated scene
                 if ids is None or ids.reference_latent is None:
                     raise InputError("the decoupled mode's first frame needs a model with the reference latent")
                 # the face in the framed portrait, moved to where training's ground-truth boxes put it
                 box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
                 known = head_region_mask(torch.tensor([box], device=device), (d.size, d.size), tuple(shape[3:]))
                 head = region_condition(ids.reference_latent.float(), known)
-                still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None
-                noise = torch.randn((1, 1, *shape[2:]), generator=generator, dtype=torch.float32).to(device)
-                first = self._denoise(noise, model.encode_text([spatial_prompt(prompt)]), uncond_text, ids, still,
-                                      head, **guide)[:, 0]
+                if source == "t2v":  # a T2V sample's frame 0 around the reference's head
+                    sample = self._denoise(latents, text, uncond_text, ids, motion, None, **guide)
+                    first = head.paste(sample[:, :1].float())[:, 0]
+                else:  # T2I: the scene from the spatial prompt, no motion
+                    still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None
+                    noise = torch.randn((1, 1, *shape[2:]), generator=generator, dtype=torch.float32).to(device)
+                    first = self._denoise(noise, model.encode_text([spatial_prompt(prompt)]), uncond_text, ids,
+                                          still, head, **guide)[:, 0]
                 first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
             condition = first_frame_condition(latents, first.float())
         latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **guide)
 
         info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted,
                     generated_frames=frames_out, mode=mode)
+        if mode == "decoupled" and first_frame is None:
+            info["first_frame_source"] = source
         if first_image is not None:
             info["first_frame"] = first_image
         out = dict(reference=ref, action_phrase=phrase, motion_intensity=intensity, info=info)
