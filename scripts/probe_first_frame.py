@@ -3,8 +3,8 @@
 For each person (the evaluation's cases: scripts/evaluate_default_model.py, clip 0's prompt and action, seed 0)
 a model with frame conditioning makes three videos:
   decoupled  the pipeline's decoupled mode (T2I first frame holding the reference's head, then I2V);
-  t2v-first  a T2V sample's latent frame 0 outside the head ellipse and the reference's head latent inside it,
-             decoded and animated by the I2V stage (`first_frame=`): T2V's clothing with the reference's face;
+  t2v-first  the decoupled mode with `first_frame_source="t2v"`: the T2V sample's latent frame 0 outside the head
+             ellipse and the reference's head latent inside it, animated by the I2V stage;
   t2v        the plain T2V sample.
 It prints, per video kind, in how many cases the prompt's clothing colour is rendered (idvid.evaluate.attributes,
 the acceptance's check) and the fraction of frames with a detected face. A lead for the pipeline, not an
@@ -36,19 +36,6 @@ def evaluation_script():
     return module
 
 
-def t2v_first_frame(pipe, t2v_latents: torch.Tensor, ref) -> np.ndarray:
-    """The T2V sample's latent frame 0 with the reference's head latent pasted into the head ellipse, decoded."""
-    from idvid.models.frame_condition import head_region_mask, training_like_box
-    from idvid.pipelines.ipt2v import portrait_box
-
-    d, model = pipe.defaults, pipe.model
-    ids = pipe.identity_inputs(ref)
-    box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
-    known = head_region_mask(torch.tensor([box]), (d.size, d.size), tuple(t2v_latents.shape[3:]))[:, None]
-    first = known * ids.reference_latent.float() + (1 - known) * t2v_latents[:, 0].float()
-    return pipe._to_uint8(model.decode(first[:, None].to(model.dtype))[0, :1].float().clamp(-1, 1))[0]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", type=Path, help="a pipeline folder whose model has frame conditioning")
@@ -78,8 +65,7 @@ def main(argv=None) -> int:
         t2v = pipe(case.reference, case.prompt, mode="t2v", output_type="latent", **kw)
         videos = {
             "decoupled": pipe(case.reference, case.prompt, mode="decoupled", **kw).frames,
-            "t2v-first": pipe(case.reference, case.prompt, mode="decoupled",
-                              first_frame=t2v_first_frame(pipe, t2v.frames, t2v.reference), **kw).frames,
+            "t2v-first": pipe(case.reference, case.prompt, mode="decoupled", first_frame_source="t2v", **kw).frames,
             "t2v": pipe._to_uint8(pipe.model.decode(t2v.frames.to(pipe.model.dtype))[0, :d.num_frames]
                                   .float().clamp(-1, 1)),
         }

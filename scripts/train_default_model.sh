@@ -68,6 +68,44 @@ if [ ! -f "$W/moca-6/model_config.yaml" ]; then
     --from-checkpoint "$W/run-moca-6/checkpoints/step-00006000" max_steps=6000 -q --export "$W/moca-6"
 fi
 
-# 8. Package as a pipeline folder with its generation defaults.
-python scripts/package_default_model.py --model "$W/moca-6" --out idvid/assets/default_model \
-  --steps 20 --guidance 3.5 --motion-intensity 4
+# 8. The decoupled pipeline (seed 003): frame-condition channels added to stage 6 (zero-initialised), 5,000 steps of
+#    50 % I2V / 25 % T2I / 25 % T2V batches (the shipped run changed the refiner's I2V reference to the first frame at
+#    step 1,207 and resumed; this code has it from step 0), then 1,500 T2I-heavy steps (60 % T2I, 30 % I2V), lr 1e-4.
+if [ ! -f "$W/moca-7d/model_config.yaml" ]; then
+  idvid train --config laptop-moca run_dir="$W/run-moca-7d" task.model="$W/moca-6" task.vae_path="$W/vae" \
+    data.cache_dir="$W/cache" task.model_overrides.backbone.frame_condition=true task.first_frame_condition=0.5 \
+    task.head_condition=0.25 threads=2 max_steps=5000 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 \
+    validation.every=1000 "validation.hooks=[]" -q
+  idvid train --config "$W/run-moca-7d/config.yaml" run_dir="$W/run-moca-7d-export" \
+    --from-checkpoint "$W/run-moca-7d/checkpoints/step-00005000" max_steps=5000 -q --export "$W/moca-7d"
+fi
+if [ ! -f "$W/moca-8d/model_config.yaml" ]; then
+  idvid train --config laptop-moca run_dir="$W/run-moca-8d" task.model="$W/moca-7d" task.vae_path="$W/vae" \
+    data.cache_dir="$W/cache" task.first_frame_condition=0.3 task.head_condition=0.6 threads=2 max_steps=1500 \
+    optim.warmup_steps=20 optim.lr=1.0e-4 checkpoint.every=100 validation.every=0 "validation.hooks=[]" -q
+  idvid train --config "$W/run-moca-8d/config.yaml" run_dir="$W/run-moca-8d-export" \
+    --from-checkpoint "$W/run-moca-8d/checkpoints/step-00001500" max_steps=1500 -q --export "$W/moca-8d"
+fi
+
+# 9. The VAE trained further on whole 128-pixel frames (its clothing rows were rarely in the 64-pixel windows of
+#    step 1): a cosine schedule planned for 1,600 steps, stopped at step 1,210 and exported from that checkpoint.
+if [ ! -f "$W/vae-2/config.json" ]; then
+  idvid train --config laptop-vae run_dir="$W/run-vae-2" task.init="$W/vae" task.crop=null batch_size=2 \
+    optim.lr=4e-4 optim.warmup_steps=30 max_steps=1600 ema.decay=0.99 threads=2 checkpoint.every=10 \
+    validation.every=0 -q || true   # interrupt after checkpoints/step-00001210
+  idvid train --config "$W/run-vae-2/config.yaml" run_dir="$W/run-vae-2-export" \
+    --from-checkpoint "$W/run-vae-2/checkpoints/step-00001210" max_steps=1210 -q --export "$W/vae-2"
+fi
+
+# 10. The decoupled DiT re-cached on that VAE's latents and trained to follow them (40 % I2V / 35 % T2I / 25 % T2V).
+if [ ! -f "$W/moca-9d/model_config.yaml" ]; then
+  idvid train --config laptop-moca run_dir="$W/run-moca-9d" task.model="$W/moca-8d" task.vae_path="$W/vae-2" \
+    data.cache_dir="$W/cache" task.first_frame_condition=0.4 task.head_condition=0.35 threads=2 max_steps=2000 \
+    optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=0 "validation.hooks=[]" -q
+  idvid train --config "$W/run-moca-9d/config.yaml" run_dir="$W/run-moca-9d-export" \
+    --from-checkpoint "$W/run-moca-9d/checkpoints/step-00002000" max_steps=2000 -q --export "$W/moca-9d"
+fi
+
+# 11. Package as a pipeline folder with its generation defaults.
+python scripts/package_default_model.py --model "$W/moca-9d" --out idvid/assets/default_model \
+  --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v
