@@ -8,6 +8,17 @@ set -euo pipefail
 W=${1:-runs/default-model}
 mkdir -p "$W"
 
+# Train a DiT stage to its planned last step and export the EMA from that step's checkpoint; skipped when the
+# export exists. dit_stage NAME STEPS [idvid train overrides...]: runs in $W/run-NAME, exports to $W/NAME.
+dit_stage() {
+  local name=$1 steps=$2
+  shift 2
+  [ -f "$W/$name/model_config.yaml" ] && return 0
+  idvid train --config laptop-moca run_dir="$W/run-$name" data.cache_dir="$W/cache" threads=2 max_steps="$steps" "$@" -q
+  idvid train --config "$W/run-$name/config.yaml" run_dir="$W/run-$name-export" \
+    --from-checkpoint "$W/run-$name/checkpoints/step-$(printf %08d "$steps")" max_steps="$steps" -q --export "$W/$name"
+}
+
 # 1. The VAE (configs/train/laptop-vae.yaml). The shipped one is the EMA after 800 of the preset's 3000 steps
 #    (cosine schedule planned for 3000): the run was stopped at its step-800 checkpoint and exported from it.
 if [ ! -f "$W/vae/config.json" ]; then
@@ -39,53 +50,30 @@ idvid train --config laptop-moca run_dir="$W/run-moca-3" task.model="$W/moca-2" 
 # 5. DiT stage 4: the reference latent in every frame (backbone.reference_every_frame, zero-init channels), the
 #    motion intensity also through the timestep embedding (injections.motion.time_embedding, zero-initialised
 #    MLP) and speed-word dropout (the preset's 0.5), on a new cosine schedule planned for 3500 steps at lr 3e-4.
-if [ ! -f "$W/moca-4/model_config.yaml" ]; then
-  idvid train --config laptop-moca run_dir="$W/run-moca-4" task.model="$W/moca-3" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" task.model_overrides.backbone.reference_every_frame=true \
-    task.model_overrides.injections.motion.time_embedding=true threads=2 \
-    max_steps=3500 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=500 -q
-  idvid train --config "$W/run-moca-4/config.yaml" run_dir="$W/run-moca-4-export" \
-    --from-checkpoint "$W/run-moca-4/checkpoints/step-00003500" max_steps=3500 -q \
-    --export "$W/moca-4"
-fi
+dit_stage moca-4 3500 task.model="$W/moca-3" task.vae_path="$W/vae" \
+  task.model_overrides.backbone.reference_every_frame=true \
+  task.model_overrides.injections.motion.time_embedding=true optim.warmup_steps=50 optim.lr=3.0e-4 \
+  checkpoint.every=100 validation.every=500
 
 # 6. DiT stage 5: 2400 more steps from stage 4, same data and losses, a new cosine schedule at lr 2e-4.
-if [ ! -f "$W/moca-5/model_config.yaml" ]; then
-  idvid train --config laptop-moca run_dir="$W/run-moca-5" task.model="$W/moca-4" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" threads=2 max_steps=2400 optim.warmup_steps=50 optim.lr=2.0e-4 \
-    checkpoint.every=100 validation.every=800 -q
-  idvid train --config "$W/run-moca-5/config.yaml" run_dir="$W/run-moca-5-export" \
-    --from-checkpoint "$W/run-moca-5/checkpoints/step-00002400" max_steps=2400 -q --export "$W/moca-5"
-fi
+dit_stage moca-5 2400 task.model="$W/moca-4" task.vae_path="$W/vae" optim.warmup_steps=50 optim.lr=2.0e-4 \
+  checkpoint.every=100 validation.every=800
 
 # 7. DiT stage 6: the refiner's attention to the reference latent added (refiner.reference_dim=64, zero-initialised
 #    output: the model predicts as stage 5 at step 0), 6000 steps, lr 3e-4 cosine.
-if [ ! -f "$W/moca-6/model_config.yaml" ]; then
-  idvid train --config laptop-moca run_dir="$W/run-moca-6" task.model="$W/moca-5" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" task.model_overrides.refiner.reference_dim=64 threads=2 max_steps=6000 \
-    optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=1000 -q
-  idvid train --config "$W/run-moca-6/config.yaml" run_dir="$W/run-moca-6-export" \
-    --from-checkpoint "$W/run-moca-6/checkpoints/step-00006000" max_steps=6000 -q --export "$W/moca-6"
-fi
+dit_stage moca-6 6000 task.model="$W/moca-5" task.vae_path="$W/vae" \
+  task.model_overrides.refiner.reference_dim=64 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 \
+  validation.every=1000
 
 # 8. The decoupled pipeline (seed 003): frame-condition channels added to stage 6 (zero-initialised), 5,000 steps of
 #    50 % I2V / 25 % T2I / 25 % T2V batches (the shipped run changed the refiner's I2V reference to the first frame at
 #    step 1,207 and resumed; this code has it from step 0), then 1,500 T2I-heavy steps (60 % T2I, 30 % I2V), lr 1e-4.
-if [ ! -f "$W/moca-7d/model_config.yaml" ]; then
-  idvid train --config laptop-moca run_dir="$W/run-moca-7d" task.model="$W/moca-6" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" task.model_overrides.backbone.frame_condition=true task.first_frame_condition=0.5 \
-    task.head_condition=0.25 threads=2 max_steps=5000 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 \
-    validation.every=1000 "validation.hooks=[]" -q
-  idvid train --config "$W/run-moca-7d/config.yaml" run_dir="$W/run-moca-7d-export" \
-    --from-checkpoint "$W/run-moca-7d/checkpoints/step-00005000" max_steps=5000 -q --export "$W/moca-7d"
-fi
-if [ ! -f "$W/moca-8d/model_config.yaml" ]; then
-  idvid train --config laptop-moca run_dir="$W/run-moca-8d" task.model="$W/moca-7d" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" task.first_frame_condition=0.3 task.head_condition=0.6 threads=2 max_steps=1500 \
-    optim.warmup_steps=20 optim.lr=1.0e-4 checkpoint.every=100 validation.every=0 "validation.hooks=[]" -q
-  idvid train --config "$W/run-moca-8d/config.yaml" run_dir="$W/run-moca-8d-export" \
-    --from-checkpoint "$W/run-moca-8d/checkpoints/step-00001500" max_steps=1500 -q --export "$W/moca-8d"
-fi
+dit_stage moca-7d 5000 task.model="$W/moca-6" task.vae_path="$W/vae" \
+  task.model_overrides.backbone.frame_condition=true task.first_frame_condition=0.5 task.head_condition=0.25 \
+  optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=1000 "validation.hooks=[]"
+dit_stage moca-8d 1500 task.model="$W/moca-7d" task.vae_path="$W/vae" task.first_frame_condition=0.3 \
+  task.head_condition=0.6 optim.warmup_steps=20 optim.lr=1.0e-4 checkpoint.every=100 validation.every=0 \
+  "validation.hooks=[]"
 
 # 9. The VAE trained further on whole 128-pixel frames (its clothing rows were rarely in the 64-pixel windows of
 #    step 1): a cosine schedule planned for 1,600 steps, stopped at step 1,210 and exported from that checkpoint.
@@ -98,13 +86,9 @@ if [ ! -f "$W/vae-2/config.json" ]; then
 fi
 
 # 10. The decoupled DiT re-cached on that VAE's latents and trained to follow them (40 % I2V / 35 % T2I / 25 % T2V).
-if [ ! -f "$W/moca-9d/model_config.yaml" ]; then
-  idvid train --config laptop-moca run_dir="$W/run-moca-9d" task.model="$W/moca-8d" task.vae_path="$W/vae-2" \
-    data.cache_dir="$W/cache" task.first_frame_condition=0.4 task.head_condition=0.35 threads=2 max_steps=2000 \
-    optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=0 "validation.hooks=[]" -q
-  idvid train --config "$W/run-moca-9d/config.yaml" run_dir="$W/run-moca-9d-export" \
-    --from-checkpoint "$W/run-moca-9d/checkpoints/step-00002000" max_steps=2000 -q --export "$W/moca-9d"
-fi
+dit_stage moca-9d 2000 task.model="$W/moca-8d" task.vae_path="$W/vae-2" task.first_frame_condition=0.4 \
+  task.head_condition=0.35 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=0 \
+  "validation.hooks=[]"
 
 # 11. Package as a pipeline folder with its generation defaults.
 python scripts/package_default_model.py --model "$W/moca-9d" --out idvid/assets/default_model \
