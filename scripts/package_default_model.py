@@ -30,10 +30,12 @@ def main() -> None:
     ap.add_argument("--identity-guidance", type=float, default=None,
                     help="a separate guidance scale for the identity (default: guided together with the text)")
     ap.add_argument("--motion-intensity", type=float, default=4.0)
-    ap.add_argument("--first-frame-source", choices=["t2i", "t2v"], default="t2i",
-                    help="decoupled mode: the first frame from the T2I stage or from a T2V sample's first frame")
-    ap.add_argument("--mode", choices=["t2v", "decoupled"], default="t2v",
-                    help="generation mode: one stage, or a T2I first frame animated by I2V (needs backbone.frame_condition)")
+    ap.add_argument("--first-frame-source", choices=["t2i", "t2v", "t2v-head"], default="t2i",
+                    help="decoupled mode: the first frame from the T2I stage or from a T2V sample's first frame "
+                         "(the reference's head pasted in after, t2v, or blended in at every step, t2v-head)")
+    ap.add_argument("--mode", choices=["t2v", "decoupled", "t2v-head"], default="t2v",
+                    help="generation mode: one stage; a first frame animated by I2V (needs backbone.frame_condition); or "
+                         "one stage made around the reference's head held in its first frame")
     args = ap.parse_args()
 
     from idvid.pipelines import IDVideoPipeline

@@ -162,8 +162,78 @@ def test_a_t2v_first_frame_is_the_t2v_samples_frame_0_around_the_references_head
     torch.testing.assert_close(video.frames[:, 0], known * head + (1 - known) * sample[:, 0])
     t2i = pipe(ref, PROMPT, generator=5, output_type="latent").frames
     assert not torch.allclose(t2i[:, 0], video.frames[:, 0])
-    with pytest.raises(InputError, match="first_frame_source must be"):
+    with pytest.raises(InputError, match="first_frame_source must be one of t2i, t2v, t2v-head"):
         pipe(ref, PROMPT, first_frame_source="i2v")
+
+
+def test_a_t2v_head_first_frame_is_made_around_the_references_head(decoupled_pipeline):
+    from idvid.models.frame_condition import training_like_box
+    from idvid.pipelines.ipt2v import portrait_box, sample_reference_path
+
+    pipe, d = decoupled_pipeline, decoupled_pipeline.defaults
+    ref = pipe.prepare_reference(sample_reference_path())
+    box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
+    plain = pipe(ref, PROMPT, generator=5, first_frame_source="t2v", output_type="latent").frames
+    video = pipe(ref, PROMPT, generator=5, first_frame_source="t2v-head", output_type="latent")
+    assert video.info["first_frame_source"] == "t2v-head"
+    known = head_region_mask(torch.tensor([box]), (d.size, d.size), tuple(plain.shape[3:]))[:, None]
+    head = pipe.identity_inputs(ref).reference_latent
+    # inside the head the first frame is the reference's latent, exactly; outside, the T2V pass that saw that head
+    # at every step made something else than the pass that did not
+    torch.testing.assert_close(video.frames[:, 0] * known, head * known)
+    outside = (1 - known).bool().expand_as(plain[:, 0])
+    assert not torch.allclose(video.frames[:, 0][outside], plain[:, 0][outside])
+    assert torch.equal(video.frames, pipe(ref, PROMPT, generator=5, first_frame_source="t2v-head",
+                                          output_type="latent").frames)
+
+
+def test_t2v_head_mode_is_one_t2v_pass_holding_the_references_head_in_frame_0(decoupled_pipeline):
+    from idvid.models.frame_condition import training_like_box
+    from idvid.pipelines.ipt2v import portrait_box, sample_reference_path
+
+    pipe, d = decoupled_pipeline, decoupled_pipeline.defaults
+    ref = pipe.prepare_reference(sample_reference_path())
+    box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
+    video = pipe(ref, PROMPT, generator=5, mode="t2v-head", output_type="latent").frames
+    first = pipe(ref, PROMPT, generator=5, first_frame_source="t2v-head", output_type="latent").frames
+    known = head_region_mask(torch.tensor([box]), (d.size, d.size), tuple(video.shape[3:]))[:, None]
+    torch.testing.assert_close(video[:, 0] * known, pipe.identity_inputs(ref).reference_latent * known)
+    # the decoupled mode's t2v-head first frame is this video's frame 0; its I2V stage then makes new later frames
+    torch.testing.assert_close(first[:, 0], video[:, 0])
+    assert not torch.allclose(first[:, 1:], video[:, 1:])
+
+
+def test_inpainting_holds_the_known_latents_and_noises_them_to_each_steps_level(decoupled_pipeline):
+    from idvid.models.frame_condition import FrameCondition
+
+    pipe = decoupled_pipeline
+    model = pipe.model
+    tc = model.transformer.config
+    shape = (1, 2, model.latent_channels, tc.sample_height, tc.sample_width)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    known = torch.zeros(1, 2, 1, *shape[3:])
+    known[:, 0, :, :4, :4] = 1
+    target = torch.randn(shape, generator=torch.Generator().manual_seed(1)) * known
+    text, blank = model.encode_text([PROMPT]), model.encode_text([""])
+    seen = []
+    step = pipe.scheduler.step
+
+    def spy(*args, **kwargs):  # the sample handed to each step: what the blend left before it
+        seen.append(args[2].clone())
+        return step(*args, **kwargs)
+
+    pipe.scheduler.step = spy
+    try:
+        out = pipe._denoise(noise, text, blank, None, None, None, steps=3, guidance=1.0, rescale=0.0,
+                            id_guidance=1.0, generator=None, inpaint=FrameCondition(target, known))
+    finally:
+        del pipe.scheduler.step
+    mask = known.bool().expand(shape)
+    torch.testing.assert_close(out[mask], target[mask])
+    # before step 2 the known region is the target noised with the starting noise to that step's level
+    t = pipe.scheduler.timesteps[1:2]
+    expect = pipe.scheduler.add_noise(target, noise, t)
+    torch.testing.assert_close(seen[1][mask], expect[mask])
 
 
 def test_decoupled_mode_needs_a_frame_conditioned_model(decoupled_pipeline):

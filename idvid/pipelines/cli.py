@@ -38,12 +38,14 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--identity-guidance", "identity_guidance", type=float, default=None,
               help="Guide the identity apart from the text with this scale (3 model calls a step; default: "
                    "the model's, usually the same as --guidance, i.e. guided together).")
-@click.option("--mode", type=click.Choice(["t2v", "decoupled"]), default=None,
-              help="t2v: one stage; decoupled: a first frame of the person (T2I), then animated (I2V); "
-                   "default: the model's.")
-@click.option("--first-frame-source", "first_frame_source", type=click.Choice(["t2i", "t2v"]), default=None,
-              help="Decoupled mode: make the first frame by T2I, or from a T2V sample's first frame around the "
-                   "reference's head (one T2V pass more); default: the model's.")
+@click.option("--mode", type=click.Choice(["t2v", "decoupled", "t2v-head"]), default=None,
+              help="t2v: one stage; decoupled: a first frame of the person, then animated (I2V); t2v-head: one "
+                   "stage made around the reference's head held in its first frame; default: the model's.")
+@click.option("--first-frame-source", "first_frame_source", type=click.Choice(["t2i", "t2v", "t2v-head"]),
+              default=None,
+              help="Decoupled mode: make the first frame by T2I; or from a T2V sample's first frame with the "
+                   "reference's head pasted in (t2v), or made around that head at every step (t2v-head); the T2V "
+                   "pass is one more sampling loop; default: the model's.")
 @click.option("--first-frame", "first_frame", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Animate this image instead of making a first frame (decoupled models only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same video.")

@@ -17,8 +17,12 @@
 `first_frame_source="t2v"` makes the first frame from a T2V sample instead of the T2I stage: that sample's
 first latent frame outside the head region, the reference portrait's latent inside it (the clothing and
 scene of one-stage T2V, which the T2I stage paints less reliably on the laptop model; docs/training.md).
-The T2V pass starts from the same noise as the I2V stage. `first_frame=` skips both and animates a given
-image (plain I2V).
+The T2V pass starts from the same noise as the I2V stage. `first_frame_source="t2v-head"` makes that T2V pass
+around the reference's head instead: after every step the head region of latent frame 0 is the reference's head
+latent noised to the next step's level (inpainting by blending, as diffusers' inpainting pipelines do for models
+without mask channels), so the scene is painted to fit the head. `mode="t2v-head"` keeps that pass as the video
+(one sampling loop; needs the reference latent, not frame conditioning). `first_frame=` skips the first-frame
+stage and animates a given image (plain I2V).
 
 The unconditional branch drops the text (empty prompt) and the whole identity (no ID tokens, no reference
 latent), as training does for `task.id_dropout`/`text_dropout`; the motion condition is kept in both
@@ -54,6 +58,8 @@ from idvid.errors import InputError, NoFaceFound
 log = logging.getLogger(__name__)
 
 PIPELINE_FILE = "pipeline.json"
+MODES = ("t2v", "decoupled", "t2v-head")
+FIRST_FRAME_SOURCES = ("t2i", "t2v", "t2v-head")
 # Where a face sits in the portraits the model was trained on (synthetic references, measured with YuNet
 # on 20 identities): box width 0.41 of the frame, centre at (0.50, 0.47) of it.
 REFERENCE_FACE_WIDTH = 0.41
@@ -74,8 +80,8 @@ class PipelineDefaults:
     size: int = 128  # frame height and width in pixels
     face_width: float = REFERENCE_FACE_WIDTH
     face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
-    mode: str = "t2v"  # "t2v": one stage; "decoupled": T2I first frame, then I2V (seed 003)
-    first_frame_source: str = "t2i"  # decoupled mode: "t2i" (the T2I stage) or "t2v" (a T2V sample's frame 0)
+    mode: str = "t2v"  # "t2v": one stage; "decoupled": first frame, then I2V (seed 003); "t2v-head": one stage, head held
+    first_frame_source: str = "t2i"  # decoupled mode: "t2i" (the T2I stage), "t2v" or "t2v-head" (a T2V sample's frame 0)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineDefaults:
@@ -291,9 +297,9 @@ class IDVideoPipeline(DiffusionPipeline):
 
         `action`: the action phrase for motion control (default: extracted from the prompt). `generator`:
         a torch.Generator or an int seed; the same seed gives the same frames. `output_type`: "np" (uint8
-        frames), "pt" (float frames in [-1, 1]) or "latent". `mode`: "t2v" or "decoupled" (default: the
+        frames), "pt" (float frames in [-1, 1]) or "latent". `mode`: "t2v", "decoupled" or "t2v-head" (default: the
         pipeline's). `first_frame`: an image (at the video size or resized to it) to animate, instead of the
-        decoupled mode's T2I stage. `first_frame_source`: "t2i" or "t2v", where the decoupled mode's first
+        decoupled mode's T2I stage. `first_frame_source`: "t2i", "t2v" or "t2v-head", where the decoupled mode's first
         frame comes from (default: the pipeline's; see the module docstring)."""
         from idvid.models.frame_condition import (
             first_frame_condition,
@@ -311,11 +317,11 @@ class IDVideoPipeline(DiffusionPipeline):
         mode = d.mode if mode is None else mode
         if first_frame is not None:
             mode = "decoupled"
-        if mode not in ("t2v", "decoupled"):
-            raise InputError(f"mode must be 't2v' or 'decoupled', got {mode!r}")
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         source = d.first_frame_source if first_frame_source is None else first_frame_source
-        if source not in ("t2i", "t2v"):
-            raise InputError(f"first_frame_source must be 't2i' or 't2v', got {source!r}")
+        if source not in FIRST_FRAME_SOURCES:
+            raise InputError(f"first_frame_source must be one of {', '.join(FIRST_FRAME_SOURCES)}, got {source!r}")
         if mode == "decoupled" and not model.config.backbone.frame_condition:
             raise InputError("this model cannot start from a first frame (it was trained without frame conditioning); "
                              "use mode 't2v'")
@@ -362,21 +368,29 @@ class IDVideoPipeline(DiffusionPipeline):
             raise InputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         latents = latents.to(device)
 
-        condition, first_image = None, None
-        if mode == "decoupled":
+        condition, first_image, head = None, None, None
+        if mode == "t2v-head" or (mode == "decoupled" and first_frame is None):  # the reference's head region
+            if ids is None or ids.reference_latent is None:
+                raise InputError(f"mode {mode!r} starts from the reference's head, which needs a model with the "
+                                 "reference latent; use mode 't2v'")
+            # the face in the framed portrait, moved to where training's ground-truth boxes put it
+            box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
+            known = head_region_mask(torch.tensor([box], device=device), (d.size, d.size), tuple(shape[3:]))
+            head = region_condition(ids.reference_latent.float(), known)
+        if mode == "t2v-head":  # one T2V pass made around the reference's head in its first frame
+            latents = self._denoise(latents, text, uncond_text, ids, motion, None, inpaint=self._in_frame_0(head, shape),
+                                    **guide)
+        elif mode == "decoupled":
             if first_frame is not None:  # plain I2V from the user's image
                 first_image = self._fit_image(first_frame)
                 first = model.encode_reference(self._unit(first_image).to(device))
             else:  # the reference's head in a generated scene
-                if ids is None or ids.reference_latent is None:
-                    raise InputError("the decoupled mode's first frame needs a model with the reference latent")
-                # the face in the framed portrait, moved to where training's ground-truth boxes put it
-                box = training_like_box(portrait_box(ref.box, d.size, d.face_width, tuple(d.face_centre)))
-                known = head_region_mask(torch.tensor([box], device=device), (d.size, d.size), tuple(shape[3:]))
-                head = region_condition(ids.reference_latent.float(), known)
                 if source == "t2v":  # a T2V sample's frame 0 around the reference's head
                     sample = self._denoise(latents, text, uncond_text, ids, motion, None, **guide)
                     first = head.paste(sample[:, :1].float())[:, 0]
+                elif source == "t2v-head":  # a T2V sample made around the reference's head in its frame 0
+                    first = self._denoise(latents, text, uncond_text, ids, motion, None,
+                                          inpaint=self._in_frame_0(head, shape), **guide)[:, 0].float()
                 else:  # T2I: the scene from the spatial prompt, no motion
                     still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None
                     noise = torch.randn((1, 1, *shape[2:]), generator=generator, dtype=torch.float32).to(device)
@@ -384,7 +398,9 @@ class IDVideoPipeline(DiffusionPipeline):
                                           still, head, **guide)[:, 0]
                 first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
             condition = first_frame_condition(latents, first.float())
-        latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **guide)
+            latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **guide)
+        else:
+            latents = self._denoise(latents, text, uncond_text, ids, motion, None, **guide)
 
         info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted,
                     generated_frames=frames_out, mode=mode)
@@ -405,6 +421,15 @@ class IDVideoPipeline(DiffusionPipeline):
         """(T, 3, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
         return ((video.permute(0, 2, 3, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
+    @staticmethod
+    def _in_frame_0(head, shape: tuple[int, ...]):
+        """The one-frame head condition `head` as latent frame 0 of a video of latent `shape` (nothing known after)."""
+        from idvid.models.frame_condition import FrameCondition
+
+        rest = (shape[0], shape[1] - 1)
+        return FrameCondition(torch.cat([head.latents, head.latents.new_zeros((*rest, *shape[2:]))], 1),
+                              torch.cat([head.known, head.known.new_zeros((*rest, 1, *shape[3:]))], 1))
+
     def _fit_image(self, image: np.ndarray | str | Path) -> np.ndarray:
         """An RGB image at the video size (centre-cropped to a square, then resized)."""
         from idvid.io import load_image
@@ -419,15 +444,24 @@ class IDVideoPipeline(DiffusionPipeline):
         return np.ascontiguousarray(cv2.resize(image, (size, size), interpolation=interp))
 
     def _denoise(self, latents: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor, ids, motion, condition,
-                 steps: int, guidance: float, rescale: float, id_guidance: float, generator) -> torch.Tensor:
-        """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result."""
+                 steps: int, guidance: float, rescale: float, id_guidance: float, generator,
+                 inpaint=None) -> torch.Tensor:
+        """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result.
+
+        `inpaint` (a FrameCondition the model is not given): after every step its known latents, noised with the
+        starting noise to the next step's level, replace the sample's there (the blend of diffusers' inpainting
+        pipelines for models without mask channels), so the rest is made around them; the result holds them exactly."""
+        from idvid.models.frame_condition import FrameCondition
+
         model, dtype = self.model, self.model.dtype
         separate_identity = ids is not None and id_guidance != guidance
         self.scheduler.set_timesteps(steps, device=latents.device)
+        noise = latents
         latents = latents * self.scheduler.init_noise_sigma
         # a stochastic solver (e.g. algorithm_type "sde-dpmsolver++") draws its noise from the seed's generator
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        for t in self.progress_bar(self.scheduler.timesteps):
+        timesteps = self.scheduler.timesteps
+        for i, t in enumerate(self.progress_bar(timesteps)):
             x = self.scheduler.scale_model_input(latents, t).to(dtype)
             cond = model(x, t, text, ids, motion, condition=condition).float()
             if separate_identity:
@@ -444,6 +478,11 @@ class IDVideoPipeline(DiffusionPipeline):
             else:
                 pred = cond
             latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
+            if inpaint is not None:
+                known = inpaint.latents.to(latents.dtype)
+                if i + 1 < len(timesteps):
+                    known = self.scheduler.add_noise(known, noise.to(latents.dtype), timesteps[i + 1:i + 2])
+                latents = FrameCondition(known, inpaint.known).paste(latents)
         return condition.paste(latents) if condition is not None else latents
 
 
