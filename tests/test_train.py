@@ -213,6 +213,10 @@ def test_lr_warmup_then_cosine():
     assert lr_at(54, o, 104) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi / 2)))
     assert lr_at(104, o, 104) == pytest.approx(0.1)
     assert lr_at(10, OptimConfig(lr=0.5, schedule="constant"), 100) == 0.5
+    # a run stopped part-way along a longer planned schedule takes that schedule's rates
+    planned = OptimConfig(lr=1.0, warmup_steps=4, min_lr_ratio=0.1, schedule_steps=104)
+    assert [lr_at(s, planned, 54) for s in (0, 30, 53)] == [lr_at(s, o, 104) for s in (0, 30, 53)]
+    assert lr_at(53, planned, 54) > lr_at(53, o, 54)
 
 
 def _assert_not_pickle(path: Path) -> None:

@@ -39,6 +39,9 @@ class OptimConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"  # "cosine" (to min_lr_ratio * lr at max_steps) | "constant"
     warmup_steps: int = 0
+    # the step the cosine reaches min_lr_ratio at (0: max_steps); larger than max_steps stops a run part-way
+    # along its planned schedule, reproducibly (instead of interrupting it)
+    schedule_steps: int = 0
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # max global grad norm; 0 = no clipping
     accumulation: int = 1  # micro-batches per optimizer step
@@ -52,6 +55,8 @@ class OptimConfig:
         _check(self.schedule in ("cosine", "constant"), "optim.schedule",
                f"must be 'cosine' or 'constant', got {self.schedule!r}")
         _check(self.warmup_steps >= 0, "optim.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _check(self.schedule_steps >= 0, "optim.schedule_steps",
+               f"must be >= 0 (0 = max_steps), got {self.schedule_steps}")
         _check(0 <= self.min_lr_ratio <= 1, "optim.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
         _check(self.grad_clip >= 0, "optim.grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
         _check(self.accumulation >= 1, "optim.accumulation", f"must be >= 1, got {self.accumulation}")

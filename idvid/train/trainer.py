@@ -83,12 +83,13 @@ def seed_step(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
 
 # ---------------------------------------------------------------------------------------------- schedule
 def lr_at(step: int, optim: OptimConfig, max_steps: int) -> float:
-    """Learning rate of optimizer step `step` (0-based): linear warmup, then cosine to min_lr_ratio * lr."""
+    """Learning rate of optimizer step `step` (0-based): linear warmup, then cosine to min_lr_ratio * lr at
+    `optim.schedule_steps` (or `max_steps` when that is 0)."""
     if step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
     if optim.schedule == "constant":
         return optim.lr
-    span = max(max_steps - optim.warmup_steps, 1)
+    span = max((optim.schedule_steps or max_steps) - optim.warmup_steps, 1)
     progress = min((step - optim.warmup_steps) / span, 1.0)
     low = optim.lr * optim.min_lr_ratio
     return low + 0.5 * (optim.lr - low) * (1 + math.cos(math.pi * progress))
