@@ -8,8 +8,7 @@ set -euo pipefail
 W=${1:-runs/default-model}
 mkdir -p "$W"
 
-# Train a DiT stage to its planned last step and export the EMA from that step's checkpoint; skipped when the
-# export exists. dit_stage NAME STEPS [idvid train overrides...]: runs in $W/run-NAME, exports to $W/NAME.
+# Train a DiT stage to step STEPS and export the EMA from that step's checkpoint; skipped when the export exists. dit_stage NAME STEPS [idvid train overrides...]: runs in $W/run-NAME, exports to $W/NAME.
 dit_stage() {
   local name=$1 steps=$2
   shift 2
@@ -20,10 +19,10 @@ dit_stage() {
 }
 
 # 1. The VAE (configs/train/laptop-vae.yaml). The shipped one is the EMA after 800 of the preset's 3000 steps
-#    (cosine schedule planned for 3000): the run was stopped at its step-800 checkpoint and exported from it.
+#    (cosine schedule planned for 3000; the shipped run was stopped at step 800, optim.schedule_steps gives the
+#    same rates).
 if [ ! -f "$W/vae/config.json" ]; then
-  idvid train --config laptop-vae run_dir="$W/run-vae" -q || true   # interrupt after checkpoints/step-00000800
-  idvid train --config laptop-vae run_dir="$W/run-vae" max_steps=800 -q --export "$W/vae"
+  idvid train --config laptop-vae run_dir="$W/run-vae" max_steps=800 optim.schedule_steps=3000 -q --export "$W/vae"
 fi
 
 # 2. The DiT with MoCA identity layers + Motion Control, on cached latents of that VAE. Stages 2-3 ran before
@@ -33,12 +32,11 @@ idvid train --config laptop-moca run_dir="$W/run-moca" task.vae_path="$W/vae" da
   task.model_overrides.refiner=null task.speed_word_dropout=0 threads=2 -q --export "$W/moca"
 
 # 3. Further training from that export on a new cosine schedule planned for 2000 steps; the shipped model
-#    used its step-800 checkpoint (the session ended there), exported like the VAE.
+#    used its step-800 checkpoint (the session ended there).
 if [ ! -f "$W/moca-2/model_config.yaml" ]; then
   idvid train --config laptop-moca run_dir="$W/run-moca-2" task.model="$W/moca" task.vae_path="$W/vae" \
-    data.cache_dir="$W/cache" task.speed_word_dropout=0 threads=2 max_steps=2000 \
-    optim.warmup_steps=50 -q || true  # interrupt after step 800
-  idvid train --config "$W/run-moca-2/config.yaml" max_steps=800 -q --export "$W/moca-2"
+    data.cache_dir="$W/cache" task.speed_word_dropout=0 threads=2 max_steps=800 optim.schedule_steps=2000 \
+    optim.warmup_steps=50 -q --export "$W/moca-2"
 fi
 
 # 4. The latent refiner head added (zero-initialised, docs/models.md) and everything trained 3000 more steps.
@@ -76,13 +74,12 @@ dit_stage moca-8d 1500 task.model="$W/moca-7d" task.vae_path="$W/vae" task.first
   "validation.hooks=[]"
 
 # 9. The VAE trained further on whole 128-pixel frames (its clothing rows were rarely in the 64-pixel windows of
-#    step 1): a cosine schedule planned for 1,600 steps, stopped at step 1,210 and exported from that checkpoint.
+#    step 1): a cosine schedule planned for 1,600 steps, stopped at step 1,210 (the shipped run was interrupted
+#    there; optim.schedule_steps gives the same rates).
 if [ ! -f "$W/vae-2/config.json" ]; then
   idvid train --config laptop-vae run_dir="$W/run-vae-2" task.init="$W/vae" task.crop=null batch_size=2 \
-    optim.lr=4e-4 optim.warmup_steps=30 max_steps=1600 ema.decay=0.99 threads=2 checkpoint.every=10 \
-    validation.every=0 -q || true   # interrupt after checkpoints/step-00001210
-  idvid train --config "$W/run-vae-2/config.yaml" run_dir="$W/run-vae-2-export" \
-    --from-checkpoint "$W/run-vae-2/checkpoints/step-00001210" max_steps=1210 -q --export "$W/vae-2"
+    optim.lr=4e-4 optim.warmup_steps=30 max_steps=1210 optim.schedule_steps=1600 ema.decay=0.99 threads=2 \
+    checkpoint.every=10 validation.every=0 -q --export "$W/vae-2"
 fi
 
 # 10. The decoupled DiT re-cached on that VAE's latents and trained to follow them (40 % I2V / 35 % T2I / 25 % T2V).

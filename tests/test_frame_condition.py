@@ -203,6 +203,15 @@ def test_t2v_head_mode_is_one_t2v_pass_holding_the_references_head_in_frame_0(de
     assert not torch.allclose(first[:, 1:], video[:, 1:])
 
 
+def test_the_cli_offers_exactly_the_pipelines_modes_and_first_frame_sources():
+    # the CLI spells them out (importing the pipeline would slow `idvid --help`); they must not drift apart
+    from idvid.pipelines.cli import generate
+    from idvid.pipelines.ipt2v import FIRST_FRAME_SOURCES, MODES
+
+    choices = {p.name: tuple(p.type.choices) for p in generate.params if p.name in ("mode", "first_frame_source")}
+    assert choices == {"mode": MODES, "first_frame_source": FIRST_FRAME_SOURCES}
+
+
 def test_inpainting_holds_the_known_latents_and_noises_them_to_each_steps_level(decoupled_pipeline):
     from idvid.models.frame_condition import FrameCondition
 

@@ -385,12 +385,10 @@ class IDVideoPipeline(DiffusionPipeline):
                 first_image = self._fit_image(first_frame)
                 first = model.encode_reference(self._unit(first_image).to(device))
             else:  # the reference's head in a generated scene
-                if source == "t2v":  # a T2V sample's frame 0 around the reference's head
-                    sample = self._denoise(latents, text, uncond_text, ids, motion, None, **guide)
+                if source in ("t2v", "t2v-head"):  # a T2V sample's frame 0, the reference's head pasted in (or held)
+                    inpaint = self._in_frame_0(head, shape) if source == "t2v-head" else None
+                    sample = self._denoise(latents, text, uncond_text, ids, motion, None, inpaint=inpaint, **guide)
                     first = head.paste(sample[:, :1].float())[:, 0]
-                elif source == "t2v-head":  # a T2V sample made around the reference's head in its frame 0
-                    first = self._denoise(latents, text, uncond_text, ids, motion, None,
-                                          inpaint=self._in_frame_0(head, shape), **guide)[:, 0].float()
                 else:  # T2I: the scene from the spatial prompt, no motion
                     still = model.motion_inputs([STILL_PHRASE], [0.0]) if "motion" in model.injections else None
                     noise = torch.randn((1, 1, *shape[2:]), generator=generator, dtype=torch.float32).to(device)
