@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--identity-guidance", type=float, default=None,
                     help="a separate guidance scale for the identity (default: guided together with the text)")
     ap.add_argument("--motion-intensity", type=float, default=4.0)
+    ap.add_argument("--motion-guidance", type=float, default=0.0,
+                    help="g_m: amplify the motion intensity's effect on the video pass (0: off)")
     ap.add_argument("--first-frame-source", choices=["t2i", "t2v", "t2v-head"], default="t2i",
                     help="decoupled mode: the first frame from the T2I stage or from a T2V sample's first frame "
                          "(the reference's head pasted in after, t2v, or blended in at every step, t2v-head)")
@@ -55,6 +57,7 @@ def main() -> None:
     d = pipe.defaults
     d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
     d.guidance_rescale, d.identity_guidance_scale = args.guidance_rescale, args.identity_guidance
+    d.motion_guidance_scale = args.motion_guidance
     if args.mode == "decoupled" and not pipe.model.config.backbone.frame_condition:
         raise SystemExit(f"{args.model}: --mode decoupled needs a model trained with backbone.frame_condition")
     d.mode = args.mode

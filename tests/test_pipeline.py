@@ -26,6 +26,10 @@ def tiny_pipeline_dir(tmp_path_factory):
     cfg = tiny_config("moca")
     cfg.injections.append(MotionControlConfig(context_dim=32, action_tokens=8))
     model = build_model(cfg).eval()
+    with torch.no_grad():  # the motion layers' zero-initialised outputs opened, so intensity changes the video
+        for name, p in model.injections["motion"].named_parameters():
+            if name.endswith("to_out.weight"):
+                p.normal_(0, 0.2)
     pipe = IDVideoPipeline(model, IDVideoPipeline.scheduler_from_training(DEFAULT_SCHEDULER),
                            PipelineDefaults(num_frames=17, num_inference_steps=3, size=64))
     return pipe.save_pretrained(tmp_path_factory.mktemp("pipe") / "tiny")
@@ -114,25 +118,30 @@ def test_a_stochastic_solver_draws_its_noise_from_the_seed(tiny_pipeline_dir, re
     assert not torch.allclose(a, ode)  # the SDE solver did inject noise
 
 
-@pytest.mark.parametrize("rescale, g_id", [(0.0, None), (0.7, None), (0.0, 6.0), (0.7, 6.0)])
+@pytest.mark.parametrize("rescale, g_id, g_m", [(0.0, None, 0.0), (0.7, None, 0.0), (0.0, 6.0, 0.0), (0.7, 6.0, 0.0),
+                                                (0.7, None, 2.0), (0.0, 6.0, 2.0)])
 def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline_dir, reference, one_torch_thread,
-                                                                  rescale, g_id):
+                                                                  rescale, g_id, g_m):
     """The pipeline's latents equal a hand-written loop: ε-free v-prediction guided as p = u + g (c − u), or with
-    a separate identity scale p = u + g (c_text − u) + g_id (c − c_text); and with guidance rescale φ (Lin et
-    al. 2023 §3.4) p ← φ · p · std(c) / std(p) + (1 − φ) · p."""
+    a separate identity scale p = u + g (c_text − u) + g_id (c − c_text); with guidance rescale φ (Lin et
+    al. 2023 §3.4) p ← φ · p · std(c) / std(p) + (1 − φ) · p; then motion guidance p ← p + g_m (c − c at
+    intensity 0)."""
+    from dataclasses import replace
+
     from idvid.models import IdentityInputs
 
     pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
     pipe.set_progress_bar_config(disable=True)
     g = 2.5
     out = pipe(reference, PROMPT, generator=3, guidance_scale=g, guidance_rescale=rescale, num_inference_steps=3,
-               identity_guidance_scale=g_id, output_type="latent")
-    assert out.info["identity_guidance"] == (g if g_id is None else g_id)
+               identity_guidance_scale=g_id, motion_guidance_scale=g_m, motion_intensity=6.0, output_type="latent")
+    assert out.info["identity_guidance"] == (g if g_id is None else g_id) and out.info["motion_guidance"] == g_m
     model, ref = pipe.model, out.reference
     unit = IDVideoPipeline._unit
     ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None], face_crop=unit(ref.crop),
                          reference_latent=model.encode_reference(unit(ref.portrait)))
     motion = model.motion_inputs([out.action_phrase], [out.motion_intensity])
+    still = replace(motion, intensity=torch.zeros(1))
     text, empty = model.encode_text([PROMPT]), model.encode_text([""])
     latents = torch.randn((1, 5, 4, 8, 8), generator=torch.Generator().manual_seed(3))
     sched = IDVideoPipeline.scheduler_from_training(dict(pipe.scheduler.config))
@@ -147,6 +156,7 @@ def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline
                 c_text = model(latents, t, text, None, motion)
                 p = u + g * (c_text - u) + g_id * (c - c_text)
             p = rescale * p * c.std() / p.std() + (1 - rescale) * p
+            p = p + g_m * (c - model(latents, t, text, ids, still))
             latents = sched.step(p, t, latents).prev_sample
     torch.testing.assert_close(out.frames, latents, rtol=1e-5, atol=1e-5)
 
@@ -163,6 +173,20 @@ def test_bad_inputs_raise_clear_errors(tiny_pipeline_dir, reference):
         pipe(reference, PROMPT, guidance_rescale=1.5)
     with pytest.raises(InputError, match="identity-guidance"):
         pipe(reference, PROMPT, identity_guidance_scale=-1)
+    with pytest.raises(InputError, match="motion-guidance"):
+        pipe(reference, PROMPT, motion_guidance_scale=-1)
+
+
+def test_motion_guidance_changes_moving_videos_only(tiny_pipeline_dir, reference, one_torch_thread):
+    """At intensity 0 the motion-guidance term ε(I) − ε(0) is zero (and is not computed): the same video."""
+    pipe = IDVideoPipeline.from_pretrained(tiny_pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    run = dict(generator=5, num_inference_steps=2, output_type="latent")
+    plain = pipe(reference, PROMPT, motion_intensity=0.0, **run).frames
+    assert torch.equal(pipe(reference, PROMPT, motion_intensity=0.0, motion_guidance_scale=3.0, **run).frames, plain)
+    moving = pipe(reference, PROMPT, motion_intensity=8.0, **run).frames
+    assert not torch.allclose(pipe(reference, PROMPT, motion_intensity=8.0, motion_guidance_scale=3.0, **run).frames,
+                              moving)
 
 
 # ------------------------------------------------------------------ command line

@@ -38,6 +38,9 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--identity-guidance", "identity_guidance", type=float, default=None,
               help="Guide the identity apart from the text with this scale (3 model calls a step; default: "
                    "the model's, usually the same as --guidance, i.e. guided together).")
+@click.option("--motion-guidance", "motion_guidance", type=float, default=None,
+              help="Amplify the motion intensity's effect by this scale (one more model call a step on the video "
+                   "pass; 0: off; default: the model's).")
 @click.option("--mode", type=click.Choice(["t2v", "decoupled", "t2v-head"]), default=None,
               help="t2v: one stage; decoupled: a first frame of the person, then animated (I2V); t2v-head: one "
                    "stage made around the reference's head held in its first frame; default: the model's.")
@@ -58,8 +61,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
              steps: int | None, guidance: float | None, guidance_rescale: float | None,
-             identity_guidance: float | None, mode: str | None, first_frame_source: str | None, first_frame: Path | None,
-             seed: int, out: Path,
+             identity_guidance: float | None, motion_guidance: float | None, mode: str | None,
+             first_frame_source: str | None, first_frame: Path | None, seed: int, out: Path,
              model: Path | None, fps: float, threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
@@ -93,7 +96,7 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                  identity_guidance_scale=identity_guidance, generator=seed, mode=mode, first_frame=first,
+                  identity_guidance_scale=identity_guidance, motion_guidance_scale=motion_guidance, generator=seed, mode=mode, first_frame=first,
                   first_frame_source=first_frame_source)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)

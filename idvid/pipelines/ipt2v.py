@@ -38,7 +38,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class PipelineDefaults:
     # g_id: guidance of the identity apart from the text's (None: text and identity guided together by g)
     identity_guidance_scale: float | None = None
     motion_intensity: float = 3.0  # MotionCharacter's intensity scale (seed 002 Eq. 7), 0 .. 20
+    # g_m: guidance of the motion intensity, ε += g_m (ε(I) − ε(0)) on the video pass (0: off, one call fewer)
+    motion_guidance_scale: float = 0.0
     size: int = 128  # frame height and width in pixels
     face_width: float = REFERENCE_FACE_WIDTH
     face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
@@ -280,6 +282,7 @@ class IDVideoPipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         guidance_rescale: float | None = None,
         identity_guidance_scale: float | None = None,
+        motion_guidance_scale: float | None = None,
         generator: torch.Generator | int | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
@@ -292,6 +295,9 @@ class IDVideoPipeline(DiffusionPipeline):
         Classifier-free guidance with scale g guides text and identity together: ε = ε(∅) + g (ε(c, id) − ε(∅)).
         `identity_guidance_scale` g_id separates them (three model calls a step instead of two):
         ε = ε(∅) + g (ε(c) − ε(∅)) + g_id (ε(c, id) − ε(c)); g_id = g is the two-call formula again.
+        Both branches get the same action phrase and motion intensity I, so text guidance leaves how much the
+        person moves to the model; `motion_guidance_scale` g_m > 0 amplifies it on the pass that makes the video:
+        ε += g_m (ε(c, id, I) − ε(c, id, 0)) (one more call a step; none at I = 0, where the term is zero).
         A frame condition (decoupled mode) is given to every branch: guidance amplifies who and what, not the
         known frame.
 
@@ -338,6 +344,9 @@ class IDVideoPipeline(DiffusionPipeline):
         id_guidance = guidance if id_guidance is None else float(id_guidance)
         if id_guidance < 0:
             raise InputError(f"--identity-guidance must be >= 0, got {id_guidance}")
+        motion_guidance = float(d.motion_guidance_scale if motion_guidance_scale is None else motion_guidance_scale)
+        if motion_guidance < 0:
+            raise InputError(f"--motion-guidance must be >= 0, got {motion_guidance:g}")
         intensity = float(d.motion_intensity if motion_intensity is None else motion_intensity)
         max_intensity = 20.0
         if "motion" in model.injections:
@@ -356,6 +365,10 @@ class IDVideoPipeline(DiffusionPipeline):
         text = model.encode_text([prompt])
         uncond_text = model.encode_text([""])
         motion = model.motion_inputs([phrase], [intensity]) if "motion" in model.injections else None
+        # the video pass's motion guidance compares against the same phrase at intensity 0
+        still_motion = None
+        if motion is not None and motion_guidance > 0 and intensity > 0:
+            still_motion = replace(motion, intensity=torch.zeros_like(motion.intensity))
         ids = self.identity_inputs(ref)
 
         # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
@@ -379,7 +392,7 @@ class IDVideoPipeline(DiffusionPipeline):
             head = region_condition(ids.reference_latent.float(), known)
         if mode == "t2v-head":  # one T2V pass made around the reference's head in its first frame
             latents = self._denoise(latents, text, uncond_text, ids, motion, None, inpaint=self._in_frame_0(head, shape),
-                                    **guide)
+                                    motion_guidance=(motion_guidance, still_motion), **guide)
         elif mode == "decoupled":
             if first_frame is not None:  # plain I2V from the user's image
                 first_image = self._fit_image(first_frame)
@@ -396,11 +409,14 @@ class IDVideoPipeline(DiffusionPipeline):
                                           still, head, **guide)[:, 0]
                 first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
             condition = first_frame_condition(latents, first.float())
-            latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **guide)
+            latents = self._denoise(latents, text, uncond_text, ids, motion, condition,
+                                    motion_guidance=(motion_guidance, still_motion), **guide)
         else:
-            latents = self._denoise(latents, text, uncond_text, ids, motion, None, **guide)
+            latents = self._denoise(latents, text, uncond_text, ids, motion, None,
+                                    motion_guidance=(motion_guidance, still_motion), **guide)
 
-        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance, frames=wanted,
+        info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance,
+                    motion_guidance=motion_guidance, frames=wanted,
                     generated_frames=frames_out, mode=mode)
         if mode == "decoupled" and first_frame is None:
             info["first_frame_source"] = source
@@ -443,12 +459,13 @@ class IDVideoPipeline(DiffusionPipeline):
 
     def _denoise(self, latents: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor, ids, motion, condition,
                  steps: int, guidance: float, rescale: float, id_guidance: float, generator,
-                 inpaint=None) -> torch.Tensor:
+                 inpaint=None, motion_guidance: tuple[float, Any] = (0.0, None)) -> torch.Tensor:
         """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result.
 
         `inpaint` (a FrameCondition the model is not given): after every step its known latents, noised with the
         starting noise to the next step's level, replace the sample's there (the blend of diffusers' inpainting
-        pipelines for models without mask channels), so the rest is made around them; the result holds them exactly."""
+        pipelines for models without mask channels), so the rest is made around them; the result holds them exactly.
+        `motion_guidance` (g_m, the motion inputs at intensity 0): g_m > 0 adds g_m (ε(cond) − ε(cond at 0))."""
         from idvid.models.frame_condition import FrameCondition
 
         model, dtype = self.model, self.model.dtype
@@ -475,6 +492,9 @@ class IDVideoPipeline(DiffusionPipeline):
                     pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
             else:
                 pred = cond
+            g_m, still = motion_guidance
+            if g_m > 0 and still is not None:  # after rescaling: it steers motion, not the guided std
+                pred = pred + g_m * (cond - model(x, t, text, ids, still, condition=condition).float())
             latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
             if inpaint is not None:
                 known = inpaint.latents.to(latents.dtype)
