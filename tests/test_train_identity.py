@@ -350,6 +350,43 @@ def test_decoder_fine_tune_keeps_the_latent_scale_and_learns_from_the_face_embed
                                    before.encode(_to_video(clip)).latent_dist.mode())
 
 
+def test_opponent_chroma_on_hand_computed_colours():
+    from idvid.train.vae_task import opponent_chroma
+
+    rgb = torch.tensor([[-1.0, 1.0, -1.0], [0.0, 0.0, 0.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]]).T[None]  # (1, 3, 4)
+    # green, grey, magenta, yellow -> yellow-blue (R+G)/2 - B, green-magenta G - (R+B)/2
+    expected = torch.tensor([[1.0, 2.0], [0.0, 0.0], [-1.0, -2.0], [2.0, 1.0]]).T[None]
+    torch.testing.assert_close(opponent_chroma(rgb), expected)
+
+
+def test_anchored_vae_fine_tune_starts_at_zero_anchor_and_keeps_the_latent_scale(tmp_path):
+    """With task.anchor_weight the encoder trains (task.chroma_weight adds its colour term) but its latents are
+    pulled toward the init VAE's: the anchor term is exactly 0 before the first update, and the export keeps
+    the init's latent scale, so a DiT trained on the old latents reads the new ones in the same units."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from idvid.errors import InputError
+    from idvid.models import tiny_vae_config
+
+    init = tmp_path / "vae-init"
+    AutoencoderKLCogVideoX.from_config({**tiny_vae_config(), "scaling_factor": 0.37}).save_pretrained(init)
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=2", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "validation.num_samples=1", "log.progress=false", "log.every=1", "optim.warmup_steps=0",
+              "task.anchor_weight=1", "task.chroma_weight=1"]
+    with pytest.raises(InputError, match="task.init: is required when task.anchor_weight"):
+        load_config("tiny-synth-vae", common)
+    run = setup(load_config("tiny-synth-vae", [*common, f"task.init={init}"]))
+    encoder_before = {k: v.clone() for k, v in run.task.vae.encoder.state_dict().items()}
+    hist = fit(run)
+    assert hist[0]["anchor"] == 0.0 and hist[1]["anchor"] > 0  # the encoder moved, and the anchor saw it
+    assert hist[0]["chroma"] > 0
+    assert any(not torch.equal(v, run.task.vae.encoder.state_dict()[k]) for k, v in encoder_before.items())
+    assert all(not p.requires_grad for p in run.task.anchor.parameters())
+    assert not any(k.startswith("anchor.") for k in run.task.trainable_state_dict())  # not in checkpoints
+    vae = AutoencoderKLCogVideoX.from_pretrained(export_run(run, tmp_path / "vae"))
+    assert vae.config.scaling_factor == 0.37
+
 def test_model_overrides_address_an_injection_by_its_kind():
     from idvid.errors import InputError
     from idvid.models import MoCAConfig, MotionControlConfig

@@ -4,16 +4,24 @@ The tiny laptop model needs its own VAE: a random one gives the denoiser meaning
 trains one on the same clips the identity model sees (rendered or pre-rendered, training identities only):
 
     posterior = E(x);  z ~ posterior (from the step's generator) [+ latent_noise · ε / scale];  x̂ = D(z)
-    l1   = mean |x̂ − x| · (1 + face_weight · M)      M = the face mask: faces are what must survive
-    kl   = mean ½ (μ² + σ² − 1 − log σ²)
-    id   = 1 − mean_frames cos(φ(crop(x̂)), φ(crop(x)))   φ: the differentiable face embedder (optional)
-    loss = l1_weight · l1 + mse_weight · mean (x̂ − x)² + kl_weight · kl + id_loss_weight · id
+    l1     = mean |x̂ − x| · (1 + face_weight · M)      M = the face mask: faces are what must survive
+    kl     = mean ½ (μ² + σ² − 1 − log σ²)
+    id     = 1 − mean_frames cos(φ(crop(x̂)), φ(crop(x)))   φ: the differentiable face embedder (optional)
+    chroma = mean |o(x̂) − o(x)|   o: the opponent chroma axes yellow−blue (R+G)/2 − B and green−magenta G − (R+B)/2
+    anchor = mean (s · (μ − μ₀))²   μ₀: the posterior mean of the `init` VAE's frozen encoder, s its latent scale
+    loss   = l1_weight · l1 + mse_weight · mean (x̂ − x)² + kl_weight · kl + id_loss_weight · id
+             + chroma_weight · chroma + anchor_weight · anchor
 
 The identity term is MotionCharacter's ID-consistency loss with each frame's own face as its target
 (idvid.objectives.identity.frame_identity_loss): L1 rewards the blur that averages away what tells one face
 from another, the embedder does not. `train_mode: adapter` with `init` trains the decoder only: the encoder,
 every latent cached with it and the latent scaling factor stay as they were, so a DiT trained on them runs
 unchanged on the new decoder.
+
+`chroma_weight` exists because an L1 on RGB let the laptop VAE drop a whole colour axis: its latents carry
+luminance and yellow−blue (linear-probe R² 0.97 and 0.93 on clothing colours) but not green−magenta (R² < 0),
+so teal came back navy and pink beige (docs/training.md, session 14). `anchor_weight` lets the encoder learn
+what it lacks while its latents stay near those a DiT was trained on (the latent scale is then kept as well).
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
@@ -58,9 +66,12 @@ class VAETaskConfig(TaskConfig):
     face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder
     latent_noise: float = 0.0  # training only: Gaussian noise (std, scaled-latent units) added to z before decoding,
     # so the decoder learns to make faces of latents as imprecise as a DiT's
+    chroma_weight: float = 0.0  # extra L1 on the two opponent chroma axes (see the module docstring)
+    anchor_weight: float = 0.0  # keep the posterior mean near the init VAE's (scaled units); needs init
 
     def __post_init__(self) -> None:
-        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight", "latent_noise"):
+        for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight", "latent_noise",
+                     "chroma_weight", "anchor_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
         _check(self.preset in ("tiny", "laptop"), "task.preset", f"must be 'tiny' or 'laptop', got {self.preset!r}")
         if self.crop is not None:
@@ -68,9 +79,17 @@ class VAETaskConfig(TaskConfig):
         _check(self.l1_weight + self.mse_weight > 0, "task.l1_weight", "l1_weight or mse_weight must be > 0")
         if self.init is not None:
             _check(Path(self.init, "config.json").is_file(), "task.init", f"{self.init}: no config.json")
+        if self.anchor_weight > 0:
+            _check(self.init is not None, "task.init", "is required when task.anchor_weight > 0 (the latents to stay near)")
         if self.id_loss_weight > 0:
             _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
             _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
+
+
+def opponent_chroma(video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, ...) RGB -> (B, 2, ...): yellow−blue (R+G)/2 − B and green−magenta G − (R+B)/2."""
+    r, g, b = video.unbind(1)
+    return torch.stack([(r + g) / 2 - b, g - (r + b) / 2], dim=1)
 
 
 def _to_video(frames: torch.Tensor) -> torch.Tensor:
@@ -140,6 +159,9 @@ class VAETask(TrainTask):
             self.vae.encoder.requires_grad_(False)
             if getattr(self.vae, "quant_conv", None) is not None:
                 self.vae.quant_conv.requires_grad_(False)
+        self.anchor = None  # the init VAE, frozen: its posterior means are what the latents stay near
+        if c.anchor_weight > 0:
+            self.anchor = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True).requires_grad_(False).eval()
         self.face_embedder = None
         if c.id_loss_weight > 0:
             from idvid.models.face_embedder import load_face_embedder
@@ -153,6 +175,8 @@ class VAETask(TrainTask):
             self.face_embedder.eval()  # frozen: its batch-norm statistics stay as trained
         if self.decoder_only:
             self.vae.encoder.eval()
+        if self.anchor is not None:
+            self.anchor.eval()
         return self
 
     def enable_gradient_checkpointing(self) -> None:
@@ -195,6 +219,17 @@ class VAETask(TrainTask):
         kl = 0.5 * (post.mean.float().square() + post.var.float() - 1 - post.logvar.float()).mean()
         loss = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
         losses = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
+        if c.chroma_weight > 0:
+            chroma = (opponent_chroma(rec.float()) - opponent_chroma(x)).abs().mean()
+            loss = loss + c.chroma_weight * chroma
+            losses["chroma"] = chroma.detach()
+        if self.anchor is not None:
+            with torch.no_grad():
+                target = self.anchor.encode(x.to(self.anchor.dtype)).latent_dist.mean.float()
+            scale = self.anchor.config.scaling_factor
+            anchor = (scale * (post.mean.float() - target)).square().mean()
+            loss = loss + c.anchor_weight * anchor
+            losses["anchor"] = anchor.detach()
         if self.face_embedder is not None:
             id_loss = frame_identity_loss(self.face_embedder, rec.float(), x, boxes)
             loss = loss + c.id_loss_weight * id_loss
@@ -230,13 +265,15 @@ class VAETask(TrainTask):
     @torch.no_grad()
     def export(self, folder: str | Path, weights: dict[str, torch.Tensor] | None = None) -> Path:
         """`save_pretrained` of the VAE (with `weights`, e.g. the EMA), its scaling factor set to 1 / std of
-        the validation latents — or kept, when only the decoder was trained from `init`."""
+        the validation latents — or kept, when only the decoder was trained from `init` or the latents were
+        anchored to its."""
 
         from idvid.train.dataset import collate
 
         with self.weights_swapped_in(weights):
             self.eval()
-            if not (self.decoder_only and self.c.init is not None):  # a frozen encoder keeps its latents' scale
+            # a frozen encoder keeps its latents' scale; so does one anchored to its init's latents
+            if not ((self.decoder_only or self.anchor is not None) and self.c.init is not None):
                 device = next(self.vae.parameters()).device
                 ds = self.validation_set()
                 latents = [self.vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
