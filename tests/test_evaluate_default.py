@@ -163,3 +163,18 @@ def test_identity_gap_leaves_out_faceless_videos(script):
 def test_training_identities_are_refused(script):
     with pytest.raises(SystemExit, match="training identities"):
         script.held_out_cases(999_999, 2, fa=None, size=64, num_frames=1)
+
+
+def test_probe_vae_colour_axes_and_linear_probe():
+    """scripts/probe_vae.py: the opponent axes of known colours, and a probe that finds a linear signal (R^2 1)
+    but not noise (R^2 <= ~0)."""
+    spec = importlib.util.spec_from_file_location("probe_vae", SCRIPT.parent / "probe_vae.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    axes = probe.colour_axes(np.array([[0, 255, 0], [255, 0, 255], [90, 90, 90], [255, 255, 0]]))
+    np.testing.assert_allclose(axes, [[85, 127.5, 255], [170, -127.5, -255], [90, 0, 0], [170, 255, 127.5]])
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(80, 8))
+    targets = np.c_[features @ rng.normal(size=8) + 3.0, rng.normal(size=80)]
+    r2 = probe.probe_r2(features, targets)
+    assert r2[0] == pytest.approx(1.0) and r2[1] < 0.3
