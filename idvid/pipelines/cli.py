@@ -96,8 +96,8 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                  identity_guidance_scale=identity_guidance, motion_guidance_scale=motion_guidance, generator=seed, mode=mode, first_frame=first,
-                  first_frame_source=first_frame_source)
+                  identity_guidance_scale=identity_guidance, motion_guidance_scale=motion_guidance, generator=seed,
+                  mode=mode, first_frame=first, first_frame_source=first_frame_source)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)
     if first is None and "first_frame" in result.info:  # the made first frame, for the user to see or reuse

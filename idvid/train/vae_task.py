@@ -20,8 +20,9 @@ unchanged on the new decoder.
 
 `chroma_weight` exists because an L1 on RGB let the laptop VAE drop a whole colour axis: its latents carry
 luminance and yellow−blue (linear-probe R² 0.97 and 0.93 on clothing colours) but not green−magenta (R² < 0),
-so teal came back navy and pink beige (docs/training.md, session 14). `anchor_weight` lets the encoder learn
-what it lacks while its latents stay near those a DiT was trained on (the latent scale is then kept as well).
+so teal came back navy and pink beige (docs/training.md, session 14; short runs with the term did not bring the
+axis back). `anchor_weight` lets the encoder learn what it lacks while its latents stay near those a DiT was
+trained on (the latent scale is then kept as well).
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
