@@ -31,9 +31,13 @@ FLOW_BINS = ((0.0, 0.5), (4.0, 6.0), (9.0, 11.5), (18.0, 20.01))
 
 
 def colour_axes(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) RGB -> (..., 3): luminance (mean), yellow-blue (R+G)/2 - B, green-magenta G - (R+B)/2."""
-    r, g, b = np.moveaxis(np.asarray(rgb, np.float64), -1, 0)
-    return np.stack([(r + g + b) / 3, (r + g) / 2 - b, g - (r + b) / 2], axis=-1)
+    """(..., 3) RGB -> (..., 3): luminance (mean), then the VAE task's chroma axes, yellow-blue (R+G)/2 - B and
+    green-magenta G - (R+B)/2 (idvid.train.vae_task.opponent_chroma)."""
+    from idvid.train.vae_task import opponent_chroma
+
+    x = torch.from_numpy(np.asarray(rgb, np.float64)).movedim(-1, 0)[None]  # (1, 3, ...)
+    chroma = opponent_chroma(x)[0].movedim(0, -1).numpy()
+    return np.concatenate([x[0].mean(0)[..., None].numpy(), chroma], axis=-1)
 
 
 def probe_r2(features: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ set -euo pipefail
 W=${1:-runs/default-model}
 mkdir -p "$W"
 
-# Train a DiT stage to step STEPS and export the EMA from that step's checkpoint; skipped when the export exists. dit_stage NAME STEPS [idvid train overrides...]: runs in $W/run-NAME, exports to $W/NAME.
+# Train a DiT stage to step STEPS and export the EMA from that step's checkpoint; skipped when the export exists.
+# dit_stage NAME STEPS [idvid train overrides...]: runs in $W/run-NAME, exports to $W/NAME.
 dit_stage() {
   local name=$1 steps=$2
   shift 2

@@ -365,10 +365,11 @@ class IDVideoPipeline(DiffusionPipeline):
         text = model.encode_text([prompt])
         uncond_text = model.encode_text([""])
         motion = model.motion_inputs([phrase], [intensity]) if "motion" in model.injections else None
-        # the video pass's motion guidance compares against the same phrase at intensity 0
-        still_motion = None
+        # the pass that makes the video also gets motion guidance, against the same phrase at intensity 0
+        video_guide = guide
         if motion is not None and motion_guidance > 0 and intensity > 0:
             still_motion = replace(motion, intensity=torch.zeros_like(motion.intensity))
+            video_guide = dict(guide, motion_guidance=(motion_guidance, still_motion))
         ids = self.identity_inputs(ref)
 
         # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
@@ -392,7 +393,7 @@ class IDVideoPipeline(DiffusionPipeline):
             head = region_condition(ids.reference_latent.float(), known)
         if mode == "t2v-head":  # one T2V pass made around the reference's head in its first frame
             latents = self._denoise(latents, text, uncond_text, ids, motion, None, inpaint=self._in_frame_0(head, shape),
-                                    motion_guidance=(motion_guidance, still_motion), **guide)
+                                    **video_guide)
         elif mode == "decoupled":
             if first_frame is not None:  # plain I2V from the user's image
                 first_image = self._fit_image(first_frame)
@@ -409,11 +410,9 @@ class IDVideoPipeline(DiffusionPipeline):
                                           still, head, **guide)[:, 0]
                 first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
             condition = first_frame_condition(latents, first.float())
-            latents = self._denoise(latents, text, uncond_text, ids, motion, condition,
-                                    motion_guidance=(motion_guidance, still_motion), **guide)
+            latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **video_guide)
         else:
-            latents = self._denoise(latents, text, uncond_text, ids, motion, None,
-                                    motion_guidance=(motion_guidance, still_motion), **guide)
+            latents = self._denoise(latents, text, uncond_text, ids, motion, None, **video_guide)
 
         info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance,
                     motion_guidance=motion_guidance, frames=wanted,
@@ -459,13 +458,13 @@ class IDVideoPipeline(DiffusionPipeline):
 
     def _denoise(self, latents: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor, ids, motion, condition,
                  steps: int, guidance: float, rescale: float, id_guidance: float, generator,
-                 inpaint=None, motion_guidance: tuple[float, Any] = (0.0, None)) -> torch.Tensor:
+                 inpaint=None, motion_guidance: tuple[float, Any] | None = None) -> torch.Tensor:
         """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result.
 
         `inpaint` (a FrameCondition the model is not given): after every step its known latents, noised with the
         starting noise to the next step's level, replace the sample's there (the blend of diffusers' inpainting
         pipelines for models without mask channels), so the rest is made around them; the result holds them exactly.
-        `motion_guidance` (g_m, the motion inputs at intensity 0): g_m > 0 adds g_m (ε(cond) − ε(cond at 0))."""
+        `motion_guidance` (g_m, the motion inputs at intensity 0) adds g_m (ε(cond) − ε(cond at 0)) to every step."""
         from idvid.models.frame_condition import FrameCondition
 
         model, dtype = self.model, self.model.dtype
@@ -492,8 +491,8 @@ class IDVideoPipeline(DiffusionPipeline):
                     pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
             else:
                 pred = cond
-            g_m, still = motion_guidance
-            if g_m > 0 and still is not None:  # after rescaling: it steers motion, not the guided std
+            if motion_guidance is not None:  # after rescaling: it steers motion, not the guided std
+                g_m, still = motion_guidance
                 pred = pred + g_m * (cond - model(x, t, text, ids, still, condition=condition).float())
             latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
             if inpaint is not None:
