@@ -387,6 +387,82 @@ def test_anchored_vae_fine_tune_starts_at_zero_anchor_and_keeps_the_latent_scale
     vae = AutoencoderKLCogVideoX.from_pretrained(export_run(run, tmp_path / "vae"))
     assert vae.config.scaling_factor == 0.37
 
+def test_vae_overrides_apply_to_an_init_vae_and_bad_ones_are_one_line_errors(tmp_path):
+    """task.vae with task.init changes what holds no weights (the GroupNorm eps of the laptop VAE's colour fix)
+    and keeps every weight; an override that changes a shape, or that diffusers would silently ignore, is a
+    config error."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from idvid.errors import InputError
+    from idvid.models import tiny_vae_config
+
+    init = tmp_path / "vae-init"
+    AutoencoderKLCogVideoX.from_config(tiny_vae_config()).save_pretrained(init)
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=1", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "log.progress=false", f"task.init={init}"]
+    run = setup(load_config("tiny-synth-vae", [*common, "task.vae={norm_eps: 1.0}"]))
+    vae = run.task.vae
+    assert vae.config.norm_eps == 1.0 and vae.encoder.down_blocks[0].resnets[0].norm1.eps == 1.0
+    saved = AutoencoderKLCogVideoX.from_pretrained(init)
+    assert saved.encoder.down_blocks[0].resnets[0].norm1.eps == 1e-6
+    assert all(torch.equal(v, saved.state_dict()[k]) for k, v in vae.state_dict().items())
+    with pytest.raises(InputError, match=r"task.vae: cannot apply \{'latent_channels': 8\}"):
+        setup(load_config("tiny-synth-vae", [*common, "task.vae={latent_channels: 8}"]))
+    with pytest.raises(InputError, match=r"task.vae: unknown VAE option\(s\) \['norm_epsilon'\]"):
+        setup(load_config("tiny-synth-vae", [*common, "task.vae={norm_epsilon: 1.0}"]))
+
+
+def test_colour_whitening_matrix_equalises_the_colour_axes():
+    """On colours that vary 10x more along luminance than across it, the ZCA matrix gives every axis the
+    same variance (the mean variance), and is symmetric."""
+    from idvid.train.vae_task import apply_colour_matrix, colour_whitening_matrix
+
+    g = torch.Generator().manual_seed(0)
+    lum = torch.randn(20000, 1, generator=g) * 0.5
+    pixels = lum.expand(-1, 3) + torch.randn(20000, 3, generator=g) * 0.05
+    w = colour_whitening_matrix(pixels)
+    torch.testing.assert_close(w, w.T)
+    lam = torch.linalg.eigvalsh(torch.cov(pixels.T.double()))
+    white = apply_colour_matrix(w, pixels.T[None])[0]  # (3, N)
+    torch.testing.assert_close(torch.cov(white.double()), lam.mean() * torch.eye(3, dtype=torch.float64),
+                               atol=2e-4, rtol=0)
+
+
+def test_colour_whitened_vae_exports_as_the_same_rgb_vae_and_starts_from_its_init(tmp_path):
+    """task.colour_whitening trains D(E(W x)) with W⁻¹ on the output; the export folds W and W⁻¹ into the first
+    and last convolutions, so the plain RGB VAE it writes reconstructs exactly what the task did; and a run
+    from task.init starts from exactly the init's reconstruction."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from idvid.train.vae_task import _to_video
+
+    def rgb_round_trip(vae, frames):
+        with torch.no_grad():
+            x = _to_video(frames)
+            return vae.decode(vae.encode(x).latent_dist.mode()).sample[:, :, : x.shape[2]]
+
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=2", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "validation.num_samples=1", "log.progress=false", "task.colour_whitening=true"]
+    run = setup(load_config("tiny-synth-vae", common))
+    w = run.task.colour_matrix
+    assert not torch.allclose(w, torch.eye(3), atol=0.1)  # the synthetic world's colours are not white
+    fit(run)
+    run.task.eval()
+    frames = collate([run.task.validation_set()[(0, 0)]])["frames"]
+    with torch.no_grad():
+        task_rec = run.task.reconstruct(frames, None, sample=False)[1]
+    exported = AutoencoderKLCogVideoX.from_pretrained(run.task.export(tmp_path / "vae")).eval()
+    torch.testing.assert_close(rgb_round_trip(exported, frames), task_rec, atol=1e-4, rtol=0)
+
+    run2 = setup(load_config("tiny-synth-vae", [*common, f"run_dir={tmp_path / 'run2'}", f"task.init={tmp_path / 'vae'}"]))
+    run2.task.eval()
+    with torch.no_grad():
+        start = run2.task.reconstruct(frames, None, sample=False)[1]
+    torch.testing.assert_close(start, rgb_round_trip(exported, frames), atol=1e-4, rtol=0)
+
+
 def test_model_overrides_address_an_injection_by_its_kind():
     from idvid.errors import InputError
     from idvid.models import MoCAConfig, MotionControlConfig

@@ -24,6 +24,15 @@ so teal came back navy and pink beige (docs/training.md, session 14; short runs 
 axis back). `anchor_weight` lets the encoder learn what it lacks while its latents stay near those a DiT was
 trained on (the latent scale is then kept as well).
 
+`colour_whitening` trains the VAE on frames whose colours are whitened (ZCA of the training frames' pixel
+colours, overall scale kept): x_w = W x in, x̂ = W⁻¹ D(E(x_w)) out. The synthetic world's colours, like natural
+ones, vary ~15× more along luminance than along green−magenta, and a network learns an input direction at a rate
+that grows with its variance; whitened, every colour axis is as large as the others from the first step. W is
+linear and per pixel, so it commutes with the convolutions' zero padding and is folded exactly into the encoder's
+first and the decoder's last convolution on export: the exported VAE is a plain RGB `AutoencoderKLCogVideoX`.
+With `init` the init's convolutions are unfolded first (W⁻¹ into conv_in, W into conv_out), so training starts
+from exactly the init's function.
+
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
 `task.vae_path` of the identity task (or `BackboneConfig`) reads.
@@ -34,6 +43,8 @@ clips must have 1, 9, 17, 25, ... frames.
 
 from __future__ import annotations
 
+import copy
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +66,7 @@ def decodes_to_same_length(frames: int) -> bool:
 @dataclass
 class VAETaskConfig(TaskConfig):
     kind: str = "vae"
-    vae: dict[str, Any] = field(default_factory=dict)  # overrides of idvid.models.tiny_vae_config()
+    vae: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's VAE config (or of init's)
     init: str | None = None  # start from this diffusers AutoencoderKLCogVideoX folder instead
     l1_weight: float = 1.0
     mse_weight: float = 0.0
@@ -69,6 +80,7 @@ class VAETaskConfig(TaskConfig):
     # so the decoder learns to make faces of latents as imprecise as a DiT's
     chroma_weight: float = 0.0  # extra L1 on the two opponent chroma axes (see the module docstring)
     anchor_weight: float = 0.0  # keep the posterior mean near the init VAE's (scaled units); needs init
+    colour_whitening: bool = False  # train on colour-whitened frames, folded back into RGB on export (see above)
 
     def __post_init__(self) -> None:
         for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight", "latent_noise",
@@ -91,6 +103,31 @@ def opponent_chroma(video: torch.Tensor) -> torch.Tensor:
     """(B, 3, ...) RGB -> (B, 2, ...): yellow−blue (R+G)/2 − B and green−magenta G − (R+B)/2."""
     r, g, b = video.unbind(1)
     return torch.stack([(r + g) / 2 - b, g - (r + b) / 2], dim=1)
+
+
+def colour_whitening_matrix(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3) pixel colours -> the 3x3 ZCA matrix W = U diag(s / sqrt(λ)) Uᵀ of their covariance U diag(λ) Uᵀ, with
+    s² = mean λ: the whitened colours have covariance s² I (every axis as large, the total variance kept)."""
+    x = pixels.double()
+    cov = torch.cov(x.T)
+    lam, u = torch.linalg.eigh(cov)
+    lam = lam.clamp_min(lam.max() * 1e-4)  # a colour axis that never varies is not blown up to noise
+    return (u @ torch.diag(lam.mean().sqrt() / lam.sqrt()) @ u.T).float()
+
+
+def apply_colour_matrix(m: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, ...) video -> m applied to every pixel's colour."""
+    return torch.einsum("ij,bj...->bi...", m.to(video), video)
+
+
+def fold_colour_matrices(vae, into_input: torch.Tensor, into_output: torch.Tensor) -> None:
+    """In place: conv_in(into_input x) becomes conv_in(x), and into_output conv_out(h) becomes conv_out(h)."""
+    conv_in, conv_out = vae.encoder.conv_in.conv, vae.decoder.conv_out.conv
+    with torch.no_grad():
+        conv_in.weight.copy_(torch.einsum("oi...,ij->oj...", conv_in.weight, into_input.to(conv_in.weight)))
+        conv_out.weight.copy_(torch.einsum("ij,jo...->io...", into_output.to(conv_out.weight), conv_out.weight))
+        if conv_out.bias is not None:
+            conv_out.bias.copy_(into_output.to(conv_out.bias) @ conv_out.bias)
 
 
 def _to_video(frames: torch.Tensor) -> torch.Tensor:
@@ -147,8 +184,16 @@ class VAETask(TrainTask):
             raise InputError("config data.cache_latents: the VAE task trains the encoder; it cannot use cached latents")
         if c.crop is not None and c.crop > config.data.size:
             raise InputError(f"config task.crop: {c.crop} is larger than the clips (data.size {config.data.size})")
-        if c.init is not None:
-            self.vae = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True)
+        known = set(inspect.signature(AutoencoderKLCogVideoX.__init__).parameters) - {"self"}
+        if set(c.vae) - known:  # diffusers would ignore them without a word
+            raise InputError(f"config task.vae: unknown VAE option(s) {sorted(set(c.vae) - known)}; "
+                             f"known: {', '.join(sorted(known))}")
+        if c.init is not None:  # task.vae may change what holds no weights (norm_eps), not the shapes
+            try:
+                self.vae = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True, **c.vae)
+            except (TypeError, ValueError, RuntimeError) as exc:
+                raise InputError(f"config task.vae: cannot apply {dict(c.vae)} to task.init {c.init}: "
+                                 f"{str(exc).splitlines()[0]}") from exc
         else:
             try:
                 self.vae = AutoencoderKLCogVideoX.from_config(
@@ -160,6 +205,12 @@ class VAETask(TrainTask):
             self.vae.encoder.requires_grad_(False)
             if getattr(self.vae, "quant_conv", None) is not None:
                 self.vae.quant_conv.requires_grad_(False)
+        self.register_buffer("colour_matrix", None, persistent=False)
+        if c.colour_whitening:
+            w = colour_whitening_matrix(self._training_pixels())
+            self.colour_matrix = w
+            if c.init is not None:  # start from exactly the init's function
+                fold_colour_matrices(self.vae, torch.linalg.inv(w.double()).float(), w)
         self.anchor = None  # the init VAE, frozen: its posterior means are what the latents stay near
         if c.anchor_weight > 0:
             self.anchor = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True).requires_grad_(False).eval()
@@ -194,14 +245,23 @@ class VAETask(TrainTask):
 
         return collate(items)
 
+    def _training_pixels(self, clips: int = 16, stride: int = 7) -> torch.Tensor:
+        """(N, 3) pixel colours in [-1, 1] of the first `clips` training clips (deterministic: the same at resume)."""
+        ds = self.train_dataset()
+        frames = [ds[(0, i)]["frames"] for i in range(min(clips, len(ds)))]
+        return torch.cat([f.reshape(-1, 3)[::stride].float() / 127.5 - 1 for f in frames])
+
     def reconstruct(self, frames: torch.Tensor, generator: torch.Generator | None, sample: bool = True):
         x = _to_video(frames)  # (B, 3, T, H, W)
-        posterior = self.vae.encode(x).latent_dist
+        w = self.colour_matrix
+        posterior = self.vae.encode(x if w is None else apply_colour_matrix(w, x)).latent_dist
         z = posterior.sample(generator) if sample else posterior.mode()
         if sample and self.c.latent_noise > 0:  # in units of the scaled latents (unit std), as a DiT sees them
             noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
             z = z + noise * (self.c.latent_noise / self.vae.config.scaling_factor)
         rec = self.vae.decode(z).sample[:, :, : x.shape[2]]
+        if w is not None:
+            rec = apply_colour_matrix(torch.linalg.inv(w.double()).float(), rec)
         return x, rec, posterior
 
     def compute_losses(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -273,13 +333,18 @@ class VAETask(TrainTask):
 
         with self.weights_swapped_in(weights):
             self.eval()
+            vae = self.vae
+            if self.colour_matrix is not None:  # a plain RGB VAE: the whitening folded into its convolutions
+                w = self.colour_matrix
+                vae = copy.deepcopy(self.vae)
+                fold_colour_matrices(vae, w, torch.linalg.inv(w.double()).float())
             # a frozen encoder keeps its latents' scale; so does one anchored to its init's latents
             if not ((self.decoder_only or self.anchor is not None) and self.c.init is not None):
-                device = next(self.vae.parameters()).device
+                device = next(vae.parameters()).device
                 ds = self.validation_set()
-                latents = [self.vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
+                latents = [vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
                            for i in range(len(ds))]
                 std = float(torch.cat([z.flatten() for z in latents]).float().std())
-                self.vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
-            self.vae.save_pretrained(Path(folder))
+                vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+            vae.save_pretrained(Path(folder))
         return Path(folder)
