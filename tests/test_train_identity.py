@@ -456,6 +456,26 @@ def test_colour_whitened_vae_exports_as_the_same_rgb_vae_and_starts_from_its_ini
     exported = AutoencoderKLCogVideoX.from_pretrained(run.task.export(tmp_path / "vae")).eval()
     torch.testing.assert_close(rgb_round_trip(exported, frames), task_rec, atol=1e-4, rtol=0)
 
+    # task.whitened_loss: the L1 compares W x̂ with W x (here on the posterior mode: training=False)
+    from idvid.errors import InputError
+    from idvid.train.task import StepContext
+    from idvid.train.vae_task import apply_colour_matrix, face_weighted_l1
+
+    with pytest.raises(InputError, match="task.whitened_loss: needs task.colour_whitening=true"):
+        load_config("tiny-synth-vae", [*common[:-1], "task.whitened_loss=true"])
+    run.task.c.whitened_loss = True
+    batch = collate([run.task.validation_set()[(0, 0)]])
+    ctx = StepContext(step=0, micro=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                      training=False)
+    with torch.no_grad():
+        l1 = run.task.compute_losses(batch, ctx)["l1"]
+        x = _to_video(batch["frames"])
+        expected = face_weighted_l1(apply_colour_matrix(w, task_rec), apply_colour_matrix(w, x),
+                                    batch["face_mask"][:, None], run.task.c.face_weight)
+    torch.testing.assert_close(l1, expected)
+    assert abs(float(l1) - float(face_weighted_l1(task_rec, x, batch["face_mask"][:, None], run.task.c.face_weight))) > 1e-3
+    run.task.c.whitened_loss = False
+
     run2 = setup(load_config("tiny-synth-vae", [*common, f"run_dir={tmp_path / 'run2'}", f"task.init={tmp_path / 'vae'}"]))
     run2.task.eval()
     with torch.no_grad():

@@ -30,7 +30,9 @@ ones, vary ~15× more along luminance than along green−magenta, and a network 
 that grows with its variance; whitened, every colour axis is as large as the others from the first step. W is
 linear and per pixel, so it commutes with the convolutions' zero padding and is folded exactly into the encoder's
 first and the decoder's last convolution on export: the exported VAE is a plain RGB `AutoencoderKLCogVideoX`.
-With `init` the init's convolutions are unfolded first (W⁻¹ into conv_in, W into conv_out), so training starts
+`whitened_loss` compares whitened colours too: a deep network learns an input-output mode at a rate set by
+the product of its input and its target variance, so whitening the input alone leaves green−magenta ~4× slower
+than luminance; whitening both makes every colour axis equally fast. With `init` the init's convolutions are unfolded first (W⁻¹ into conv_in, W into conv_out), so training starts
 from exactly the init's function.
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
@@ -81,6 +83,7 @@ class VAETaskConfig(TaskConfig):
     chroma_weight: float = 0.0  # extra L1 on the two opponent chroma axes (see the module docstring)
     anchor_weight: float = 0.0  # keep the posterior mean near the init VAE's (scaled units); needs init
     colour_whitening: bool = False  # train on colour-whitened frames, folded back into RGB on export (see above)
+    whitened_loss: bool = False  # the L1 / MSE compare whitened colours (W x̂ with W x); needs colour_whitening
 
     def __post_init__(self) -> None:
         for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight", "latent_noise",
@@ -90,6 +93,8 @@ class VAETaskConfig(TaskConfig):
         if self.crop is not None:
             _check(self.crop >= 8 and self.crop % 8 == 0, "task.crop", f"must be a multiple of 8, got {self.crop}")
         _check(self.l1_weight + self.mse_weight > 0, "task.l1_weight", "l1_weight or mse_weight must be > 0")
+        if self.whitened_loss:
+            _check(self.colour_whitening, "task.whitened_loss", "needs task.colour_whitening=true")
         if self.init is not None:
             _check(Path(self.init, "config.json").is_file(), "task.init", f"{self.init}: no config.json")
         if self.anchor_weight > 0:
@@ -275,8 +280,10 @@ class VAETask(TrainTask):
             mask = mask[:, :, y0 : y0 + c.crop, x0 : x0 + c.crop]
             boxes = boxes - boxes.new_tensor([x0, y0, x0, y0])
         x, rec, post = self.reconstruct(frames, ctx.generator, sample=ctx.training)
-        l1 = face_weighted_l1(rec, x, mask[:, None], c.face_weight)  # mask (B, 1, T, H, W)
-        mse = (rec.float() - x).square().mean()
+        rec_l, x_l = (rec, x) if not c.whitened_loss else (apply_colour_matrix(self.colour_matrix, rec.float()),
+                                                             apply_colour_matrix(self.colour_matrix, x))
+        l1 = face_weighted_l1(rec_l, x_l, mask[:, None], c.face_weight)  # mask (B, 1, T, H, W)
+        mse = (rec_l.float() - x_l).square().mean()
         kl = 0.5 * (post.mean.float().square() + post.var.float() - 1 - post.logvar.float()).mean()
         loss = c.l1_weight * l1 + c.mse_weight * mse + c.kl_weight * kl
         losses = {"l1": l1.detach(), "mse": mse.detach(), "kl": kl.detach()}
