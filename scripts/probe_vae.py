@@ -4,10 +4,11 @@
 
 1. Clothing colour per clip (12 people x 3 clips, rendered and round trip, idvid.evaluate.attributes): the named
    colour, the one found, and the misses counted by named colour.
-2. A linear probe from the latent channels to the clothing colour: per clip (40 people x 2 clips, frame 0 alone),
-   the latent-frame-0 channels averaged over the clothing region predict the region's mean luminance,
-   yellow-blue (R+G)/2 - B and green-magenta G - (R+B)/2 (least squares on three quarters, R^2 on the rest).
-   An axis the probe cannot predict is an axis the decoder cannot restore.
+2. A linear probe from the encoder's features to the clothing colour, at every stage of the encoder: per clip (120
+   people x 2 clips, frame 0 alone), each stage's channels averaged over the clothing region predict the region's
+   mean luminance, yellow-blue (R+G)/2 - B and green-magenta G - (R+B)/2 (ridge least squares on three quarters,
+   R^2 on the rest). An axis the latent's probe cannot predict is an axis the decoder cannot restore; the stage
+   where it fades is where the encoder drops it.
 3. Flat colour frames (9 frames) through the round trip: what comes back of a green, teal, purple, pink, grey
    and yellow frame.
 4. Mean optical flow (idvid.evaluate.motion) of rendered clips and of their round trips in four ground-truth
@@ -40,13 +41,25 @@ def colour_axes(rgb: np.ndarray) -> np.ndarray:
     return np.concatenate([x[0].mean(0)[..., None].numpy(), chroma], axis=-1)
 
 
-def probe_r2(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """R^2 on every fourth row of a least-squares fit (with intercept) on the other rows, per target column."""
-    a = np.c_[features, np.ones(len(features))]
-    test = np.arange(len(a)) % 4 == 0
-    w = np.linalg.lstsq(a[~test], targets[~test], rcond=None)[0]
+def probe_r2(features: np.ndarray, targets: np.ndarray, ridge: float = 0.0) -> np.ndarray:
+    """R^2 on every fourth row of a least-squares fit (with intercept, features standardised on the fitting rows,
+    `ridge` times the identity added to their normal equations) on the other rows, per target column."""
+    test = np.arange(len(features)) % 4 == 0
+    mean, std = features[~test].mean(0), features[~test].std(0) + 1e-8
+    a = np.c_[(features - mean) / std, np.ones(len(features))]
+    penalty = ridge * np.eye(a.shape[1])
+    penalty[-1, -1] = 0.0  # the intercept is not shrunk
+    w = np.linalg.solve(a[~test].T @ a[~test] + penalty, a[~test].T @ targets[~test])
     err = ((a[test] @ w - targets[test]) ** 2).sum(0)
     return 1 - err / ((targets[test] - targets[test].mean(0)) ** 2).sum(0)
+
+
+def encoder_stages(vae) -> dict[str, torch.nn.Module]:
+    """The CogVideoX encoder's stages in order, the last being the latent (conv_out: mean and log-variance)."""
+    e = vae.encoder
+    stages = {"conv_in": e.conv_in, **{f"down {i}": b for i, b in enumerate(e.down_blocks)}, "mid": e.mid_block,
+              "norm_out": e.norm_out, "latent": e.conv_out}
+    return stages
 
 
 def main() -> None:
@@ -84,21 +97,34 @@ def main() -> None:
             print(f"   {seed} clip {k}: {truth.named}: {truth.found} / {made.found}")
     print("   missed / clips by named colour: " + ", ".join(f"{c} {missed[c]}/{total[c]}" for c in sorted(total)))
 
-    features, colours = [], []
-    for seed in range(1_000_000, 1_000_040):
+    stages = encoder_stages(vae)
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(
+        name, out[0] if isinstance(out, tuple) else out)) for name, m in stages.items()]
+    features: dict[str, list[np.ndarray]] = {name: [] for name in stages}
+    colours = []
+    for seed in range(1_000_000, 1_000_120):
         for k in range(2):
             frame = render_clip(clip_spec(seed, k), 128, num_frames=1).frames
-            region = clothing_region(frame.shape[1:3], None)
+            region = torch.from_numpy(clothing_region(frame.shape[1:3], None)[None, None].astype(np.float32))
             x = torch.from_numpy(frame).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
             with torch.no_grad():
-                z = vae.encode(x).latent_dist.mode()[0, :, 0]  # (C, h, w)
-            small = torch.nn.functional.interpolate(torch.from_numpy(region[None, None].astype(np.float32)),
-                                                    size=tuple(z.shape[1:]), mode="area")[0, 0] > 0.5
-            features.append(z[:, small].mean(1).numpy())
-            colours.append(frame[0][region].mean(0))
-    r2 = probe_r2(np.array(features), colour_axes(np.array(colours)))
-    print("\n2. linear probe, latent channels -> clothing colour (80 clips, R^2 on a held-out quarter): "
-          f"luminance {r2[0]:.3f}, yellow-blue {r2[1]:.3f}, green-magenta {r2[2]:.3f}")
+                vae.encode(x)
+            for name, out in outputs.items():
+                f = out[0, :, 0]  # (C, h, w) of frame 0
+                if name == "latent":
+                    f = f[: f.shape[0] // 2]  # the posterior mean
+                small = torch.nn.functional.interpolate(region, size=tuple(f.shape[1:]), mode="area")[0, 0] > 0.5
+                features[name].append(f[:, small].mean(1).numpy())
+            colours.append(frame[0][region[0, 0].bool().numpy()].mean(0))
+    for h in hooks:
+        h.remove()
+    print("\n2. linear probe, encoder stage -> clothing colour (240 clips, ridge 1, R^2 on a held-out quarter)")
+    targets = colour_axes(np.array(colours))
+    for name, rows in features.items():
+        r2 = probe_r2(np.array(rows), targets, ridge=1.0)
+        print(f"   {name:8s} ({len(rows[0]):2d} channels): luminance {r2[0]:.3f}, yellow-blue {r2[1]:.3f}, "
+              f"green-magenta {r2[2]:.3f}")
 
     print("\n3. flat colour frames through the round trip")
     for name, rgb in FLAT_COLOURS.items():

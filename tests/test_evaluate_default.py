@@ -178,3 +178,6 @@ def test_probe_vae_colour_axes_and_linear_probe():
     targets = np.c_[features @ rng.normal(size=8) + 3.0, rng.normal(size=80)]
     r2 = probe.probe_r2(features, targets)
     assert r2[0] == pytest.approx(1.0) and r2[1] < 0.3
+    r2 = probe.probe_r2(features, targets, ridge=1.0)  # a little shrinkage keeps a strong signal
+    assert r2[0] > 0.99 and r2[1] < 0.3
+    assert probe.probe_r2(features, targets, ridge=1e4)[0] < 0.5  # and a lot of it removes it
