@@ -1,6 +1,6 @@
 """What a VAE keeps of colour and motion, by colour axis and by motion intensity (validation people only).
 
-    python scripts/probe_vae.py MODEL_OR_VAE_DIR [--threads 2] [--clips-per-bin 12]
+    python scripts/probe_vae.py MODEL_OR_VAE_DIR [--threads 2] [--clips-per-bin 12] [--parts 1234]
 
 1. Clothing colour per clip (12 people x 3 clips, rendered and round trip, idvid.evaluate.attributes): the named
    colour, the one found, and the misses counted by named colour.
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clips-per-bin", type=int, default=12)
+    parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 23 (default: all four)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKLCogVideoX
@@ -83,70 +84,71 @@ def main() -> None:
     vae = AutoencoderKLCogVideoX.from_pretrained(vae_folder(args.model)).eval()
     fa = get_default_analyzer()
 
-    print("1. clothing colour, 12 validation people x 3 clips (named: found in the rendered clip / the round trip)")
-    missed, total = Counter(), Counter()
-    for seed in range(1_000_000, 1_000_012):
-        for k in range(3):
-            spec = clip_spec(seed, k)
-            clip = render_clip(spec, 128, num_frames=17)
-            back = round_trip(vae, clip.frames)
-            truth = check_clip_colours(clip.frames, spec, boxes=score_frames(clip.frames, fa).boxes)["clothing"]
-            made = check_clip_colours(back, spec, boxes=score_frames(back, fa).boxes)["clothing"]
-            total[truth.named] += 1
-            missed[truth.named] += not made.rendered
-            print(f"   {seed} clip {k}: {truth.named}: {truth.found} / {made.found}")
-    print("   missed / clips by named colour: " + ", ".join(f"{c} {missed[c]}/{total[c]}" for c in sorted(total)))
-
-    stages = encoder_stages(vae)
-    outputs: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(
-        name, out[0] if isinstance(out, tuple) else out)) for name, m in stages.items()]
-    features: dict[str, list[np.ndarray]] = {name: [] for name in stages}
-    colours = []
-    for seed in range(1_000_000, 1_000_120):
-        for k in range(2):
-            frame = render_clip(clip_spec(seed, k), 128, num_frames=1).frames
-            region = torch.from_numpy(clothing_region(frame.shape[1:3], None)[None, None].astype(np.float32))
-            x = torch.from_numpy(frame).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-            with torch.no_grad():
-                vae.encode(x)
-            for name, out in outputs.items():
-                f = out[0, :, 0]  # (C, h, w) of frame 0
-                if name == "latent":
-                    f = f[: f.shape[0] // 2]  # the posterior mean
-                small = torch.nn.functional.interpolate(region, size=tuple(f.shape[1:]), mode="area")[0, 0] > 0.5
-                features[name].append(f[:, small].mean(1).numpy())
-            colours.append(frame[0][region[0, 0].bool().numpy()].mean(0))
-    for h in hooks:
-        h.remove()
-    print("\n2. linear probe, encoder stage -> clothing colour (240 clips, ridge 1, R^2 on a held-out quarter)")
-    targets = colour_axes(np.array(colours))
-    for name, rows in features.items():
-        r2 = probe_r2(np.array(rows), targets, ridge=1.0)
-        print(f"   {name:8s} ({len(rows[0]):2d} channels): luminance {r2[0]:.3f}, yellow-blue {r2[1]:.3f}, "
-              f"green-magenta {r2[2]:.3f}")
-
-    print("\n3. flat colour frames through the round trip")
-    for name, rgb in FLAT_COLOURS.items():
-        back = round_trip(vae, np.broadcast_to(np.array(rgb, np.uint8), (9, 128, 128, 3)).copy())
-        print(f"   {name:7s} {rgb} -> {tuple(int(v) for v in back[4, 32:96, 32:96].reshape(-1, 3).mean(0).round())}")
-
-    print(f"\n4. mean flow by ground-truth intensity ({args.clips_per_bin} validation clips per bin)")
-    found: dict[tuple[float, float], list[tuple[float, float]]] = {b: [] for b in FLOW_BINS}
-    seed = 1_000_000
-    while any(len(v) < args.clips_per_bin for v in found.values()) and seed < 1_003_000:
-        for k in range(8):
-            spec = clip_spec(seed, k)
-            intensity = render_clip(spec, 128, num_frames=17, pixels=False).motion_intensity
-            for lo, hi in FLOW_BINS:
-                if lo <= intensity < hi and len(found[(lo, hi)]) < args.clips_per_bin:
-                    frames = render_clip(spec, 128, num_frames=17).frames
-                    found[(lo, hi)].append((mean_flow_magnitude(frames), mean_flow_magnitude(round_trip(vae, frames))))
-        seed += 1
-    for (lo, hi), rows in found.items():
-        a = np.array(rows)
-        print(f"   intensity [{lo:g}, {hi:g}): {len(a)} clips, flow rendered {a[:, 0].mean():.3f} px, "
-              f"round trip {a[:, 1].mean():.3f} px")
+    if "1" in args.parts:
+        print("1. clothing colour, 12 validation people x 3 clips (named: found in the rendered clip / the round trip)")
+        missed, total = Counter(), Counter()
+        for seed in range(1_000_000, 1_000_012):
+            for k in range(3):
+                spec = clip_spec(seed, k)
+                clip = render_clip(spec, 128, num_frames=17)
+                back = round_trip(vae, clip.frames)
+                truth = check_clip_colours(clip.frames, spec, boxes=score_frames(clip.frames, fa).boxes)["clothing"]
+                made = check_clip_colours(back, spec, boxes=score_frames(back, fa).boxes)["clothing"]
+                total[truth.named] += 1
+                missed[truth.named] += not made.rendered
+                print(f"   {seed} clip {k}: {truth.named}: {truth.found} / {made.found}")
+        print("   missed / clips by named colour: " + ", ".join(f"{c} {missed[c]}/{total[c]}" for c in sorted(total)))
+    if "2" in args.parts:
+        stages = encoder_stages(vae)
+        outputs: dict[str, torch.Tensor] = {}
+        hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: outputs.__setitem__(
+            name, out[0] if isinstance(out, tuple) else out)) for name, m in stages.items()]
+        features: dict[str, list[np.ndarray]] = {name: [] for name in stages}
+        colours = []
+        for seed in range(1_000_000, 1_000_120):
+            for k in range(2):
+                frame = render_clip(clip_spec(seed, k), 128, num_frames=1).frames
+                region = torch.from_numpy(clothing_region(frame.shape[1:3], None)[None, None].astype(np.float32))
+                x = torch.from_numpy(frame).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+                with torch.no_grad():
+                    vae.encode(x)
+                for name, out in outputs.items():
+                    f = out[0, :, 0]  # (C, h, w) of frame 0
+                    if name == "latent":
+                        f = f[: f.shape[0] // 2]  # the posterior mean
+                    small = torch.nn.functional.interpolate(region, size=tuple(f.shape[1:]), mode="area")[0, 0] > 0.5
+                    features[name].append(f[:, small].mean(1).numpy())
+                colours.append(frame[0][region[0, 0].bool().numpy()].mean(0))
+        for h in hooks:
+            h.remove()
+        print("\n2. linear probe, encoder stage -> clothing colour (240 clips, ridge 1, R^2 on a held-out quarter)")
+        targets = colour_axes(np.array(colours))
+        for name, rows in features.items():
+            r2 = probe_r2(np.array(rows), targets, ridge=1.0)
+            print(f"   {name:8s} ({len(rows[0]):2d} channels): luminance {r2[0]:.3f}, yellow-blue {r2[1]:.3f}, "
+                  f"green-magenta {r2[2]:.3f}")
+    if "3" in args.parts:
+        print("\n3. flat colour frames through the round trip")
+        for name, rgb in FLAT_COLOURS.items():
+            back = round_trip(vae, np.broadcast_to(np.array(rgb, np.uint8), (9, 128, 128, 3)).copy())
+            print(f"   {name:7s} {rgb} -> {tuple(int(v) for v in back[4, 32:96, 32:96].reshape(-1, 3).mean(0).round())}")
+    if "4" in args.parts:
+        print(f"\n4. mean flow by ground-truth intensity ({args.clips_per_bin} validation clips per bin)")
+        found: dict[tuple[float, float], list[tuple[float, float]]] = {b: [] for b in FLOW_BINS}
+        seed = 1_000_000
+        while any(len(v) < args.clips_per_bin for v in found.values()) and seed < 1_003_000:
+            for k in range(8):
+                spec = clip_spec(seed, k)
+                intensity = render_clip(spec, 128, num_frames=17, pixels=False).motion_intensity
+                for lo, hi in FLOW_BINS:
+                    if lo <= intensity < hi and len(found[(lo, hi)]) < args.clips_per_bin:
+                        frames = render_clip(spec, 128, num_frames=17).frames
+                        found[(lo, hi)].append((mean_flow_magnitude(frames), mean_flow_magnitude(round_trip(vae, frames))))
+            seed += 1
+        for (lo, hi), rows in found.items():
+            a = np.array(rows)
+            print(f"   intensity [{lo:g}, {hi:g}): {len(a)} clips, flow rendered {a[:, 0].mean():.3f} px, "
+                  f"round trip {a[:, 1].mean():.3f} px")
 
 
 if __name__ == "__main__":
