@@ -57,9 +57,8 @@ def probe_r2(features: np.ndarray, targets: np.ndarray, ridge: float = 0.0) -> n
 def encoder_stages(vae) -> dict[str, torch.nn.Module]:
     """The CogVideoX encoder's stages in order, the last being the latent (conv_out: mean and log-variance)."""
     e = vae.encoder
-    stages = {"conv_in": e.conv_in, **{f"down {i}": b for i, b in enumerate(e.down_blocks)}, "mid": e.mid_block,
-              "norm_out": e.norm_out, "latent": e.conv_out}
-    return stages
+    return {"conv_in": e.conv_in, **{f"down {i}": b for i, b in enumerate(e.down_blocks)}, "mid": e.mid_block,
+            "norm_out": e.norm_out, "latent": e.conv_out}
 
 
 def main() -> None:
@@ -69,6 +68,8 @@ def main() -> None:
     parser.add_argument("--clips-per-bin", type=int, default=12)
     parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 23 (default: all four)")
     args = parser.parse_args()
+    if not args.parts or set(args.parts) - set("1234"):
+        parser.error(f"--parts {args.parts!r}: give the digits of the parts to run, e.g. 23")
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKLCogVideoX
 

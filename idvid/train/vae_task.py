@@ -25,15 +25,16 @@ axis back). `anchor_weight` lets the encoder learn what it lacks while its laten
 trained on (the latent scale is then kept as well).
 
 `colour_whitening` trains the VAE on frames whose colours are whitened (ZCA of the training frames' pixel
-colours, overall scale kept): x_w = W x in, x̂ = W⁻¹ D(E(x_w)) out. The synthetic world's colours, like natural
-ones, vary ~15× more along luminance than along green−magenta, and a network learns an input direction at a rate
-that grows with its variance; whitened, every colour axis is as large as the others from the first step. W is
-linear and per pixel, so it commutes with the convolutions' zero padding and is folded exactly into the encoder's
-first and the decoder's last convolution on export: the exported VAE is a plain RGB `AutoencoderKLCogVideoX`.
-`whitened_loss` compares whitened colours too: a deep network learns an input-output mode at a rate set by
-the product of its input and its target variance, so whitening the input alone leaves green−magenta ~4× slower
-than luminance; whitening both makes every colour axis equally fast. With `init` the init's convolutions are unfolded first (W⁻¹ into conv_in, W into conv_out), so training starts
-from exactly the init's function.
+colours, overall scale kept): x_w = W x in, x̂ = W⁻¹ D(E(x_w)) out. The synthetic world's colour covariance has
+eigenvalues 17 : 8 : 1 (luminance largest, green−magenta smallest), and a deep network learns an input−output
+mode at a rate set by its strength in the input−target correlation (Saxe et al., 2014): an RGB VAE learns
+green−magenta last, and the laptop VAE never did. W is linear and per pixel, so it commutes with the
+convolutions' zero padding and is folded exactly into the encoder's first and the decoder's last convolution on
+export: the exported VAE is a plain RGB `AutoencoderKLCogVideoX`. With `init` the init's convolutions are
+unfolded first (W⁻¹ into conv_in, W into conv_out), so training starts from exactly the init's function.
+`whitened_loss` compares whitened colours too: with the input alone whitened, the target side still leaves
+green−magenta ~4× slower than luminance; whitening both makes every colour axis equally fast (docs/training.md,
+session 15: only both put the axis in the latent).
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
