@@ -77,6 +77,7 @@ def main() -> None:
     from idvid.evaluate.motion import mean_flow_magnitude
     from idvid.faces import get_default_analyzer
     from idvid.synth import clip_spec, render_clip
+    from idvid.train.vae_task import _to_video
 
     sys.path.insert(0, str(Path(__file__).parent))
     from evaluate_default_model import score_frames
@@ -110,9 +111,8 @@ def main() -> None:
             for k in range(2):
                 frame = render_clip(clip_spec(seed, k), 128, num_frames=1).frames
                 region = torch.from_numpy(clothing_region(frame.shape[1:3], None)[None, None].astype(np.float32))
-                x = torch.from_numpy(frame).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
                 with torch.no_grad():
-                    vae.encode(x)
+                    vae.encode(_to_video(torch.from_numpy(frame)[None]))
                 for name, out in outputs.items():
                     f = out[0, :, 0]  # (C, h, w) of frame 0
                     if name == "latent":

@@ -211,12 +211,14 @@ class VAETask(TrainTask):
             self.vae.encoder.requires_grad_(False)
             if getattr(self.vae, "quant_conv", None) is not None:
                 self.vae.quant_conv.requires_grad_(False)
+        # W and W⁻¹ (see the module docstring), measured once: the same data give the same W at resume
         self.register_buffer("colour_matrix", None, persistent=False)
+        self.register_buffer("colour_matrix_inv", None, persistent=False)
         if c.colour_whitening:
             w = colour_whitening_matrix(self._training_pixels())
-            self.colour_matrix = w
+            self.colour_matrix, self.colour_matrix_inv = w, torch.linalg.inv(w.double()).float()
             if c.init is not None:  # start from exactly the init's function
-                fold_colour_matrices(self.vae, torch.linalg.inv(w.double()).float(), w)
+                fold_colour_matrices(self.vae, self.colour_matrix_inv, w)
         self.anchor = None  # the init VAE, frozen: its posterior means are what the latents stay near
         if c.anchor_weight > 0:
             self.anchor = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True).requires_grad_(False).eval()
@@ -267,7 +269,7 @@ class VAETask(TrainTask):
             z = z + noise * (self.c.latent_noise / self.vae.config.scaling_factor)
         rec = self.vae.decode(z).sample[:, :, : x.shape[2]]
         if w is not None:
-            rec = apply_colour_matrix(torch.linalg.inv(w.double()).float(), rec)
+            rec = apply_colour_matrix(self.colour_matrix_inv, rec)
         return x, rec, posterior
 
     def compute_losses(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -343,9 +345,8 @@ class VAETask(TrainTask):
             self.eval()
             vae = self.vae
             if self.colour_matrix is not None:  # a plain RGB VAE: the whitening folded into its convolutions
-                w = self.colour_matrix
                 vae = copy.deepcopy(self.vae)
-                fold_colour_matrices(vae, w, torch.linalg.inv(w.double()).float())
+                fold_colour_matrices(vae, self.colour_matrix, self.colour_matrix_inv)
             # a frozen encoder keeps its latents' scale; so does one anchored to its init's latents
             if not ((self.decoder_only or self.anchor is not None) and self.c.init is not None):
                 device = next(vae.parameters()).device
