@@ -38,7 +38,9 @@ def vae_folder(path: Path) -> Path:
 
 def round_trip(vae, frames: np.ndarray) -> np.ndarray:
     """(T, H, W, 3) uint8 -> the same through encode (posterior mode) and decode."""
-    x = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    from idvid.train.vae_task import _to_video
+
+    x = _to_video(torch.from_numpy(frames)[None])
     with torch.no_grad():
         y = vae.decode(vae.encode(x).latent_dist.mode()).sample
     return ((y[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()

@@ -520,3 +520,45 @@ def test_decoder_tune_trains_only_the_decoder_on_the_dits_estimates(tmp_path):
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all(k.startswith("vae.decoder.") for k in changed)
     assert "val_l1" in (tmp_path / "run" / "log.jsonl").read_text()
+
+
+def test_vae_with_extra_latent_channels_trains_them_and_exports_them_at_the_old_spread(tmp_path):
+    """task.extra_latent_channels grows the init VAE (starting from its exact reconstruction), the anchor holds
+    the old channels only, and the export scales each added channel to the old channels' mean spread."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    from idvid.errors import InputError
+    from idvid.models import tiny_vae_config
+    from idvid.train.vae_task import _to_video
+
+    init = tmp_path / "vae-init"
+    torch.manual_seed(0)
+    AutoencoderKLCogVideoX.from_config(tiny_vae_config()).save_pretrained(init)
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=3", "batch_size=1", "data.num_identities=1",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "validation.num_samples=2", "log.progress=false", "optim.lr=1e-2", "optim.warmup_steps=0"]
+    with pytest.raises(InputError, match="task.init: is required when task.extra_latent_channels > 0"):
+        load_config("tiny-synth-vae", [*common, "task.extra_latent_channels=1"])
+    run = setup(load_config("tiny-synth-vae", [*common, f"task.init={init}", "task.extra_latent_channels=1",
+                                               "task.anchor_weight=1.0"]))
+    c = run.task.init_latent_channels
+    assert run.task.vae.config.latent_channels == c + 1
+    frames = collate([run.task.validation_set()[(0, 0)]])["frames"]
+    saved = AutoencoderKLCogVideoX.from_pretrained(init).eval()
+    run.task.eval()
+    with torch.no_grad():
+        x = _to_video(frames)
+        torch.testing.assert_close(run.task.reconstruct(frames, None, sample=False)[1],
+                                   saved.decode(saved.encode(x).latent_dist.mode()).sample, atol=1e-6, rtol=0)
+    hist = fit(run)
+    assert hist[0]["anchor"] == 0.0  # the added channel is free; the old ones start on the init's
+    exported = AutoencoderKLCogVideoX.from_pretrained(run.task.export(tmp_path / "vae")).eval()
+    assert exported.config.scaling_factor == saved.config.scaling_factor  # anchored: the scale is kept
+    run.task.eval()
+    with torch.no_grad():
+        z = torch.cat([exported.encode(_to_video(collate([run.task.validation_set()[(0, i)]])["frames"]))
+                       .latent_dist.mode().transpose(0, 1).flatten(1) for i in range(2)], dim=1)
+        torch.testing.assert_close(z[c].std(), z[:c].std(dim=1).mean(), rtol=1e-4, atol=0)
+        # the export's reconstruction is the task's own (the scaling is folded back in the decoder)
+        torch.testing.assert_close(exported.decode(exported.encode(x).latent_dist.mode()).sample,
+                                   run.task.reconstruct(frames, None, sample=False)[1], atol=1e-4, rtol=0)

@@ -120,6 +120,9 @@ class BackboneConfig:
     # reference's head region for T2I), zero-initialised when added
     frame_condition: bool = False
     with_vae: bool = True  # False: no VAE (e.g. the overhead bench, which feeds latents directly)
+    # a diffusers VAE folder used instead of path's vae/ (training on another VAE's latents); with more latent
+    # channels than the backbone predicts, the backbone is widened to them (widen_latent_channels)
+    vae_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -128,6 +131,8 @@ class BackboneConfig:
             raise ValueError("reference_every_frame needs reference_latent")
         if self.path is not None:
             self.path = str(self.path)
+        if self.vae_path is not None:
+            self.vae_path = str(self.vae_path)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -162,12 +167,14 @@ def load_transformer(config: BackboneConfig) -> nn.Module:
 
 
 def load_vae(config: BackboneConfig) -> nn.Module | None:
-    """`AutoencoderKLCogVideoX` from `config.path` (or built from `config.vae`), frozen."""
+    """`AutoencoderKLCogVideoX` from `config.vae_path`, else `config.path` (or built from `config.vae`), frozen."""
     from diffusers import AutoencoderKLCogVideoX
 
     if not config.with_vae:
         return None
-    if config.path is None:
+    if config.vae_path is not None:
+        vae = AutoencoderKLCogVideoX.from_pretrained(config.vae_path, torch_dtype=config.dtype, local_files_only=True)
+    elif config.path is None:
         vae = AutoencoderKLCogVideoX.from_config(dict(config.vae))
         nn.Module.to(vae, config.dtype)
     else:
@@ -206,6 +213,50 @@ def widen_input_channels(transformer: nn.Module, in_channels: int) -> bool:
     transformer.patch_embed.proj = new.to(proj.weight.dtype)
     transformer.register_to_config(in_channels=in_channels)
     return True
+
+
+def latent_channel_index(old: int, new: int, blocks: int, mask: bool) -> list[int]:
+    """Where each of an input's channels goes when its `blocks` groups of `old` latent channels (then one mask
+    channel when `mask`) become groups of `new`: channel j of group b moves from b·old + j to b·new + j."""
+    index = [b * new + j for b in range(blocks) for j in range(old)]
+    return index + [blocks * new] if mask else index
+
+
+def widen_latent_channels(transformer: nn.Module, old: int, new: int, blocks: int, mask: bool) -> None:
+    """Give a backbone trained on `old`-channel latents `new`-channel ones (a VAE grown by
+    `vae_task.grow_latent_channels`): each input group gets the added channels with zero weights, and the output
+    projection zero rows for them. The old channels' predictions are unchanged; the added ones start at zero."""
+    c = transformer.config
+    if c.in_channels != blocks * old + mask or c.out_channels != old:
+        raise ValueError(f"backbone takes {c.in_channels} channels and predicts {c.out_channels}, not the "
+                         f"{blocks} x {old}{' + 1' if mask else ''} and {old} of its configuration")
+    index = latent_channel_index(old, new, blocks, mask)
+    in_channels = blocks * new + mask
+    proj, out = transformer.patch_embed.proj, transformer.proj_out
+    with torch.no_grad():
+        if isinstance(proj, nn.Conv2d):
+            wide = nn.Conv2d(in_channels, proj.out_channels, proj.kernel_size, proj.stride, bias=proj.bias is not None)
+            wide.weight.zero_()
+            wide.weight[:, index] = proj.weight
+        else:  # Linear over (c, p_t, p, p) features, as widen_input_channels
+            per_channel = proj.in_features // c.in_channels
+            wide = nn.Linear(in_channels * per_channel, proj.out_features, bias=proj.bias is not None)
+            wide.weight.zero_()
+            wide.weight.view(proj.out_features, in_channels, per_channel)[:, index] = \
+                proj.weight.view(proj.out_features, c.in_channels, per_channel)
+        if proj.bias is not None:
+            wide.bias.copy_(proj.bias)
+        # the output is unpatchified as (channels, [p_t,] p, p) per token: channel-major
+        per_channel = out.out_features // old
+        wide_out = nn.Linear(out.in_features, new * per_channel, bias=out.bias is not None)
+        wide_out.weight.zero_()
+        wide_out.weight[: old * per_channel] = out.weight
+        if out.bias is not None:
+            wide_out.bias.zero_()
+            wide_out.bias[: old * per_channel] = out.bias
+    transformer.patch_embed.proj = wide.to(proj.weight.dtype)
+    transformer.proj_out = wide_out.to(out.weight.dtype)
+    transformer.register_to_config(in_channels=in_channels, out_channels=new)
 
 
 def token_grid(transformer_config: Any, latent_shape: tuple[int, ...]) -> tuple[int, int, int]:

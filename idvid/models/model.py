@@ -35,6 +35,7 @@ from idvid.models.backbone import (
     rotary_embeddings,
     token_grid,
     widen_input_channels,
+    widen_latent_channels,
 )
 from idvid.models.baselines import (
     CONSISID_REQUIRES,
@@ -51,7 +52,7 @@ from idvid.models.inject import CONTEXT_KEY, Injection, InjectionContext, Wiring
 from idvid.models.moca import MoCA
 from idvid.models.mofe import MoFE
 from idvid.models.motion import MotionControl, MotionInputs
-from idvid.models.refiner import LatentRefiner, RefinerConfig
+from idvid.models.refiner import LatentRefiner, RefinerConfig, widen_refiner_latents
 
 INJECTIONS: dict[str, type[Injection]] = {
     cls.kind: cls for cls in (MoCA, MoFE, IdAdapter, MotionControl, PlainIdCrossAttention)
@@ -240,6 +241,20 @@ class IdentityVideoModel(nn.Module):
         tc = transformer.config
         self.latent_channels = self.vae.config.latent_channels if self.vae is not None else tc.out_channels
         self.widened = False
+        # a VAE with more latent channels than the backbone predicts (vae_task.extra_latent_channels): each
+        # latent group of the input and the output grow, the added channels zero-initialised
+        self.latent_widened_from = None
+        if self.latent_channels != tc.out_channels:
+            if self.latent_channels < tc.out_channels:
+                raise InputError(f"the VAE has {self.latent_channels} latent channels but the backbone predicts "
+                                 f"{tc.out_channels}: use the VAE it was trained with")
+            try:
+                widen_latent_channels(transformer, tc.out_channels, self.latent_channels, *self._latent_layout())
+            except ValueError as exc:
+                raise InputError(f"cannot widen this backbone to the VAE's {self.latent_channels} latent channels: {exc}; "
+                                 "widen the latent channels and add input channels in separate runs") from exc
+            self.latent_widened_from = tc.out_channels
+            tc = transformer.config
         # a backbone that already takes the reference channels (an idvid model folder) holds their trained
         # patch embedding itself; only channels added now are new
         self._folder_reference_channels = tc.in_channels > self.latent_channels
@@ -430,7 +445,10 @@ class IdentityVideoModel(nn.Module):
         tensors = dict(tensors)
         if not self.widened:  # saved by a model that widened it; this one loaded it in the transformer
             for key in [k for k in tensors if k.startswith(patch)]:
-                if self.transformer.state_dict()[key[len("transformer."):]].shape != tensors.pop(key).shape:
+                value = tensors.pop(key)
+                if self.latent_widened_from is not None:  # the transformer's copy was widened as it loaded
+                    continue
+                if self.transformer.state_dict()[key[len("transformer."):]].shape != value.shape:
                     raise InputError(f"adapter tensor {key} does not match this model's patch embedding")
         absent = sorted(set(own) - set(tensors))
         missing = [k for k in absent if not k.startswith(missing_ok)]
@@ -440,6 +458,9 @@ class IdentityVideoModel(nn.Module):
                 f"adapter does not fit this model: {len(missing)} missing (e.g. {missing[:3]}), "
                 f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
             )
+        if self.refiner is not None and self.latent_widened_from is not None and "refiner.conv_in.weight" in tensors \
+                and tensors["refiner.conv_out.weight"].shape[0] == self.latent_widened_from:
+            tensors = widen_refiner_latents(tensors, self.latent_widened_from, self.latent_channels, *self._latent_layout())
         if self.refiner is not None and "refiner.conv_in.weight" in tensors:
             # a refiner trained with fewer input channels (reference_every_frame added): new ones start at zero
             tensors["refiner.conv_in.weight"] = self.refiner.widen_conv_in(tensors["refiner.conv_in.weight"])
@@ -450,6 +471,12 @@ class IdentityVideoModel(nn.Module):
             sub = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
             module.load_state_dict(sub, strict=False)
         return absent
+
+    def _latent_layout(self) -> tuple[int, bool]:
+        """(latent groups, mask channel) of the backbone's input, as condition_latents lays it out."""
+        bb = self.config.backbone
+        groups = (3 if bb.reference_every_frame else 2) if bb.reference_latent else 1
+        return groups + bb.frame_condition, bb.frame_condition
 
     # ------------------------------------------------------------------ encoders
     def encode_text(self, prompts: list[str], max_length: int | None = None) -> torch.Tensor:
@@ -631,7 +658,7 @@ class IdentityVideoModel(nn.Module):
             self.vae.save_pretrained(folder / "vae")
         self.save_adapter(folder / ADAPTER_FILE)
         cfg = ModelConfig.from_dict(self.config.to_dict())
-        cfg.backbone.path = "."
+        cfg.backbone.path, cfg.backbone.vae_path = ".", None  # the folder holds its own VAE
         cfg.to_yaml(folder / CONFIG_FILE)
         return folder
 

@@ -172,3 +172,27 @@ class LatentRefiner(nn.Module):
             h = h + conv(nn.functional.silu(norm(h) * (1 + scale) + shift))  # residual pre-norm block
         out = self.conv_out(nn.functional.silu(h))
         return rearrange(out, "(b f) c h w -> b f c h w", b=b)
+
+
+def widen_refiner_latents(tensors: dict[str, torch.Tensor], old: int, new: int, blocks: int, mask: bool,
+                          prefix: str = "refiner.") -> dict[str, torch.Tensor]:
+    """A trained refiner's tensors for `new`-channel latents instead of `old` (see
+    idvid.models.backbone.widen_latent_channels): the added input channels get zero weights and the added output
+    channels zero rows, so the old channels' corrections are unchanged and the added ones start at zero."""
+    from idvid.models.backbone import latent_channel_index
+
+    t = dict(tensors)
+    w = t[prefix + "conv_in.weight"]  # (ch, [x ; prediction], 3, 3) with x = blocks · old (+ mask)
+    x_old, x_new = blocks * old + mask, blocks * new + mask
+    wide = w.new_zeros(w.shape[0], x_new + new, *w.shape[2:])
+    wide[:, latent_channel_index(old, new, blocks, mask)] = w[:, :x_old]
+    wide[:, x_new : x_new + old] = w[:, x_old:]
+    t[prefix + "conv_in.weight"] = wide
+    for name in ("conv_out.weight", "conv_out.bias"):
+        rows = t[prefix + name]
+        t[prefix + name] = torch.cat([rows, rows.new_zeros(new - old, *rows.shape[1:])])
+    if prefix + "reference.ref_in.weight" in t:
+        cols = t[prefix + "reference.ref_in.weight"]
+        t[prefix + "reference.ref_in.weight"] = torch.cat([cols, cols.new_zeros(cols.shape[0], new - old, *cols.shape[2:])], 1)
+    return t
+

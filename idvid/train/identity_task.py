@@ -180,6 +180,8 @@ class IdentityVideoTask(TrainTask):
                              "condition; add task.model_overrides.backbone.frame_condition=true")
         if mcfg.text_encoder == "none":
             raise InputError("config task.model_overrides: training needs a text encoder (text_encoder minilm or t5)")
+        if c.vae_path is not None:  # a VAE with added latent channels widens the backbone as it loads
+            mcfg.backbone.vae_path = c.vae_path
         self.model = IdentityVideoModel(mcfg)
         if Path(c.model, "adapter.safetensors").is_file():
             # parts added by task.model_overrides to a model trained without them (a refiner, the reference
@@ -189,8 +191,6 @@ class IdentityVideoTask(TrainTask):
             for prefix in ZERO_INIT_ADDITIONS:
                 if any(k.startswith(prefix) for k in fresh):
                     log.info("%s has no %s weights: they start zero-initialised", c.model, prefix.rstrip("."))
-        if c.vae_path is not None:
-            self._replace_vae(c.vae_path)
         if self.model.vae is None:
             raise InputError("config task.model_overrides: training needs the VAE (backbone.with_vae=true)")
         if c.decoder_tune_max_t > 0:  # only the decoder learns
@@ -213,16 +213,6 @@ class IdentityVideoTask(TrainTask):
 
             self.face_embedder = load_face_embedder(c.face_embedder).requires_grad_(False)
         self._validation_set: Dataset | None = None
-
-    def _replace_vae(self, path: str) -> None:
-        from diffusers import AutoencoderKLCogVideoX
-
-        vae = AutoencoderKLCogVideoX.from_pretrained(path, local_files_only=True,
-                                                     torch_dtype=self.model.config.backbone.dtype)
-        if vae.config.latent_channels != self.model.latent_channels:
-            raise InputError(f"config task.vae_path: {path} has {vae.config.latent_channels} latent channels, "
-                             f"the model expects {self.model.latent_channels}")
-        self.model.vae = vae.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> IdentityVideoTask:
         super().train(mode)

@@ -36,6 +36,13 @@ unfolded first (W⁻¹ into conv_in, W into conv_out), so training starts from e
 green−magenta ~4× slower than luminance; whitening both makes every colour axis equally fast (docs/training.md,
 session 15: only both put the axis in the latent).
 
+`extra_latent_channels` (with `init`) adds latent channels to the init VAE: the encoder gets new posterior rows
+and every decoder convolution that reads the latent (conv_in and each spatial norm's conv_y / conv_b) zero
+columns for them, so training starts from exactly the init's reconstruction and, with `anchor_weight`, the old
+channels keep their meaning. That lets a VAE learn what its full latent lacks (session 16: v12's 8 channels
+had no room for green−magenta under an anchor) while a DiT trained on the old channels can be widened the same
+way (idvid.models.backbone). On export the new channels are scaled to the old ones' spread.
+
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
 `task.vae_path` of the identity task (or `BackboneConfig`) reads.
@@ -48,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +93,7 @@ class VAETaskConfig(TaskConfig):
     anchor_weight: float = 0.0  # keep the posterior mean near the init VAE's (scaled units); needs init
     colour_whitening: bool = False  # train on colour-whitened frames, folded back into RGB on export (see above)
     whitened_loss: bool = False  # the L1 / MSE compare whitened colours (W x̂ with W x); needs colour_whitening
+    extra_latent_channels: int = 0  # latent channels added to init's, zero-initialised in the decoder (see above)
 
     def __post_init__(self) -> None:
         for name in ("l1_weight", "mse_weight", "kl_weight", "face_weight", "id_loss_weight", "latent_noise",
@@ -100,6 +109,10 @@ class VAETaskConfig(TaskConfig):
             _check(Path(self.init, "config.json").is_file(), "task.init", f"{self.init}: no config.json")
         if self.anchor_weight > 0:
             _check(self.init is not None, "task.init", "is required when task.anchor_weight > 0 (the latents to stay near)")
+        _check(self.extra_latent_channels >= 0, "task.extra_latent_channels",
+               f"must be >= 0, got {self.extra_latent_channels}")
+        if self.extra_latent_channels > 0:
+            _check(self.init is not None, "task.init", "is required when task.extra_latent_channels > 0 (the VAE to widen)")
         if self.id_loss_weight > 0:
             _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
             _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
@@ -124,6 +137,55 @@ def colour_whitening_matrix(pixels: torch.Tensor) -> torch.Tensor:
 def apply_colour_matrix(m: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
     """(B, 3, ...) video -> m applied to every pixel's colour."""
     return torch.einsum("ij,bj...->bi...", m.to(video), video)
+
+
+def grow_latent_channels(vae, extra: int):
+    """A copy of `vae` with `extra` more latent channels that reconstructs exactly as `vae` does.
+
+    The encoder's conv_out emits [means ; log-variances]: the old rows keep their places in each half, the new
+    mean rows keep their random init and the new log-variance rows are the mean of the old ones (as noisy a
+    posterior). Every decoder weight that reads the latent gets zero columns for the new channels."""
+    from diffusers import AutoencoderKLCogVideoX
+
+    c = vae.config.latent_channels
+    grown = AutoencoderKLCogVideoX.from_config({**vae.config, "latent_channels": c + extra})
+    new_state = grown.state_dict()
+    with torch.no_grad():
+        for name, old in vae.state_dict().items():
+            new = new_state[name]
+            if new.shape == old.shape:
+                new.copy_(old)
+            elif name.startswith("encoder.conv_out.") and new.shape[0] == 2 * (c + extra):
+                new[:c] = old[:c]
+                new[c + extra : 2 * c + extra] = old[c:]
+                new[2 * c + extra :] = old[c:].mean(0)
+            elif _reads_latent(name):
+                new.zero_()
+                new[:, :c] = old
+            else:
+                raise ValueError(f"grow_latent_channels: {name} changes from {tuple(old.shape)} to {tuple(new.shape)}")
+    return grown
+
+
+def scale_latent_channels(vae, channels: slice, factor: float) -> None:
+    """In place: the latent channels `channels` come out `factor`× larger and are read back `factor`× smaller,
+    so the reconstruction is unchanged (the decoder's first reads of the latent are all linear in it)."""
+    c = vae.config.latent_channels
+    logvar = slice(c + (channels.start or 0), c + (channels.stop or c))
+    with torch.no_grad():
+        for name, p in vae.named_parameters():
+            if name.startswith("encoder.conv_out."):
+                p[channels] *= factor
+                if name.endswith("bias"):
+                    p[logvar] += 2 * math.log(factor)
+            elif _reads_latent(name):
+                p[:, channels] /= factor
+
+
+def _reads_latent(name: str) -> bool:
+    """Whether a decoder weight is applied to the latent itself (conv_in, and every spatial norm's conv_y / conv_b)."""
+    return name == "decoder.conv_in.conv.weight" or (
+        name.startswith("decoder.") and name.endswith((".conv_y.conv.weight", ".conv_b.conv.weight")))
 
 
 def fold_colour_matrices(vae, into_input: torch.Tensor, into_output: torch.Tensor) -> None:
@@ -200,6 +262,9 @@ class VAETask(TrainTask):
             except (TypeError, ValueError, RuntimeError) as exc:
                 raise InputError(f"config task.vae: cannot apply {dict(c.vae)} to task.init {c.init}: "
                                  f"{str(exc).splitlines()[0]}") from exc
+            self.init_latent_channels = self.vae.config.latent_channels
+            if c.extra_latent_channels:
+                self.vae = grow_latent_channels(self.vae, c.extra_latent_channels)
         else:
             try:
                 self.vae = AutoencoderKLCogVideoX.from_config(
@@ -298,7 +363,8 @@ class VAETask(TrainTask):
             with torch.no_grad():
                 target = self.anchor.encode(x.to(self.anchor.dtype)).latent_dist.mean.float()
             scale = self.anchor.config.scaling_factor
-            anchor = (scale * (post.mean.float() - target)).square().mean()
+            mean = post.mean.float()[:, : target.shape[1]]  # added channels (extra_latent_channels) are free
+            anchor = (scale * (mean - target)).square().mean()
             loss = loss + c.anchor_weight * anchor
             losses["anchor"] = anchor.detach()
         if self.face_embedder is not None:
@@ -347,13 +413,23 @@ class VAETask(TrainTask):
             if self.colour_matrix is not None:  # a plain RGB VAE: the whitening folded into its convolutions
                 vae = copy.deepcopy(self.vae)
                 fold_colour_matrices(vae, self.colour_matrix, self.colour_matrix_inv)
-            # a frozen encoder keeps its latents' scale; so does one anchored to its init's latents
-            if not ((self.decoder_only or self.anchor is not None) and self.c.init is not None):
+            keep_scale = (self.decoder_only or self.anchor is not None) and self.c.init is not None
+            extra = self.c.extra_latent_channels
+            if not keep_scale or extra:
                 device = next(vae.parameters()).device
                 ds = self.validation_set()
-                latents = [vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
-                           for i in range(len(ds))]
-                std = float(torch.cat([z.flatten() for z in latents]).float().std())
-                vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+                latents = torch.cat([vae.encode(_to_video(collate([ds[(0, i)]])["frames"].to(device))).latent_dist.mode()
+                                     .float().transpose(0, 1).flatten(1) for i in range(len(ds))], dim=1)  # (C, N)
+                if extra:  # the added channels as spread out as the init's own
+                    vae = copy.deepcopy(vae) if vae is self.vae else vae
+                    old = self.init_latent_channels
+                    target = float(latents[:old].std(dim=1).mean())
+                    for ch in range(old, old + extra):
+                        factor = target / max(float(latents[ch].std()), 1e-6)
+                        scale_latent_channels(vae, slice(ch, ch + 1), factor)
+                        latents[ch] *= factor
+                # a frozen encoder keeps its latents' scale; so does one anchored to its init's latents
+                if not keep_scale:
+                    vae.register_to_config(scaling_factor=1.0 / max(float(latents.std()), 1e-6))
             vae.save_pretrained(Path(folder))
         return Path(folder)
