@@ -114,3 +114,15 @@ def test_a_vae_with_fewer_channels_than_the_backbone_is_refused(tmp_path):
     cfg.backbone.path, cfg.backbone.vae_path = str(tmp_path / "m"), str(tmp_path / "vae")
     with pytest.raises(InputError, match="use the VAE it was trained with"):
         IdentityVideoModel(cfg)
+
+
+def test_pool_to_latent_grid_averages_each_latent_cell():
+    from idvid.train.vae_task import _pool_to_latent_grid
+
+    video = torch.arange(9 * 4 * 4, dtype=torch.float64).reshape(1, 1, 9, 4, 4)
+    pooled = _pool_to_latent_grid(video, (3, 2, 2))
+    assert pooled.shape == (1, 1, 3, 2, 2)
+    # latent frame 0 is frame 0 alone; latent frame 1 frames 1-4; each cell a 2x2 block
+    assert pooled[0, 0, 0, 0, 0] == video[0, 0, 0, :2, :2].mean()
+    assert pooled[0, 0, 1, 1, 0] == video[0, 0, 1:5, 2:, :2].mean()
+    assert pooled[0, 0, 2, 1, 1] == video[0, 0, 5:9, 2:, 2:].mean()

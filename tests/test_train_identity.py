@@ -550,6 +550,15 @@ def test_vae_with_extra_latent_channels_trains_them_and_exports_them_at_the_old_
         x = _to_video(frames)
         torch.testing.assert_close(run.task.reconstruct(frames, None, sample=False)[1],
                                    saved.decode(saved.encode(x).latent_dist.mode()).sample, atol=1e-6, rtol=0)
+        # the added channel starts as a per-cell linear map of what the encoder's conv_out reads
+        seen = []
+        hook = run.task.vae.encoder.conv_out.register_forward_hook(lambda m, a, o: seen.append(a[0]))
+        mean = run.task.vae.encode(x).latent_dist.mean
+        hook.remove()
+        w = run.task.vae.encoder.conv_out.conv.weight[c, :, -1, 1, 1]
+        expected = torch.einsum("i,bithw->bthw", w, seen[0]) + run.task.vae.encoder.conv_out.conv.bias[c]
+        torch.testing.assert_close(mean[:, c], expected, atol=1e-5, rtol=0)
+        assert mean[:, c].std() > 0.1 * mean[:, :c].std()
     hist = fit(run)
     assert hist[0]["anchor"] == 0.0  # the added channel is free; the old ones start on the init's
     exported = AutoencoderKLCogVideoX.from_pretrained(run.task.export(tmp_path / "vae")).eval()

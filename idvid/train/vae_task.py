@@ -203,6 +203,18 @@ def _to_video(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 4, 1, 2, 3).float() / 127.5 - 1
 
 
+def _pool_to_latent_grid(video: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """(B, C, T, H, W) averaged over the pixels each latent cell of `grid` (T', h, w) encodes: CogVideoX's causal
+    VAE puts frame 0 alone in latent frame 0 and each next `(T − 1) / (T' − 1)` frames in one latent frame."""
+    b, c, t, h, w = video.shape
+    frames = [video[:, :, :1]]
+    if grid[0] > 1:
+        step = (t - 1) // (grid[0] - 1)
+        frames.append(video[:, :, 1 : 1 + step * (grid[0] - 1)].reshape(b, c, grid[0] - 1, step, h, w).mean(3))
+    pooled = torch.cat(frames, dim=2)
+    return torch.nn.functional.avg_pool3d(pooled, (1, h // grid[1], w // grid[2]))
+
+
 def window_offset(size: int, crop: int, generator: torch.Generator | None) -> int:
     """Start of a random `crop`-wide window in `size` pixels, drawn so that edge pixels are trained too.
 
@@ -284,6 +296,8 @@ class VAETask(TrainTask):
             self.colour_matrix, self.colour_matrix_inv = w, torch.linalg.inv(w.double()).float()
             if c.init is not None:  # start from exactly the init's function
                 fold_colour_matrices(self.vae, self.colour_matrix_inv, w)
+        if c.extra_latent_channels:  # after the whitening is folded in: the fit sees what training sees
+            self._fit_added_channels()
         self.anchor = None  # the init VAE, frozen: its posterior means are what the latents stay near
         if c.anchor_weight > 0:
             self.anchor = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True).requires_grad_(False).eval()
@@ -323,6 +337,50 @@ class VAETask(TrainTask):
         ds = self.train_dataset()
         frames = [ds[(0, i)]["frames"] for i in range(min(clips, len(ds)))]
         return torch.cat([f.reshape(-1, 3)[::stride].float() / 127.5 - 1 for f in frames])
+
+    @torch.no_grad()
+    def _fit_added_channels(self, clips: int = 16, ridge: float = 1e-3) -> None:
+        """Start each added latent channel as what the init misses: the clips' colour along each principal
+        direction of the init's reconstruction error (in the loss's colours, averaged over each latent cell; on the
+        synthetic world the first is green−magenta), on the first `clips` training clips, predicted by least
+        squares from the features the encoder's conv_out reads at the same cell and scaled to the old channels'
+        spread. With the decoder's zero columns a random added channel barely
+        learns (session 16: 200 steps left green−magenta at latent R² 0.03); this one carries the missing colour
+        from the start, and the decoder's first gradients already point at using it."""
+        old, extra = self.init_latent_channels, self.c.extra_latent_channels
+        ds = self.train_dataset()
+        conv = self.vae.encoder.conv_out
+        seen: list[torch.Tensor] = []
+        hook = conv.register_forward_hook(lambda module, args, out: seen.append(args[0].float()))
+        features, colours, errors, spread = [], [], [], []
+        try:
+            for i in range(min(clips, len(ds))):
+                seen.clear()
+                x, rec, post = self.reconstruct(ds[(0, i)]["frames"][None], None, sample=False)
+                if self.c.whitened_loss:
+                    x, rec = apply_colour_matrix(self.colour_matrix, x), apply_colour_matrix(self.colour_matrix, rec)
+                f = torch.cat(seen, dim=2)  # (1, ch, T', h, w): the latent grid
+                features.append(f[0].flatten(1).T)
+                errors.append(_pool_to_latent_grid(x - rec, f.shape[2:])[0].flatten(1).T)
+                colours.append(_pool_to_latent_grid(x, f.shape[2:])[0].flatten(1).T)
+                spread.append(post.mean[0, :old].float().std())
+        finally:
+            hook.remove()
+        f, e = torch.cat(features).double(), torch.cat(errors).double()  # (N, ch), (N, 3)
+        directions = torch.linalg.svd(e - e.mean(0), full_matrices=False).Vh[:extra]  # (extra, 3)
+        target = torch.cat(colours).double() @ directions.T
+        f_mean = f.mean(0)
+        fc = f - f_mean
+        gram = fc.T @ fc
+        gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+        coef = torch.linalg.solve(gram, fc.T @ (target - target.mean(0)))  # (ch, extra)
+        coef *= float(torch.stack(spread).mean()) / (fc @ coef).std(0).clamp_min(1e-8)
+        weight, bias = conv.conv.weight, conv.conv.bias
+        rows = slice(old, old + extra)
+        weight[rows] = 0
+        # the causal 3x3x3 kernel reads frame t at temporal tap 2 and the same cell at spatial tap (1, 1)
+        weight[rows, :, -1, weight.shape[3] // 2, weight.shape[4] // 2] = coef.T.to(weight)
+        bias[rows] = -(f_mean @ coef).to(bias)
 
     def reconstruct(self, frames: torch.Tensor, generator: torch.Generator | None, sample: bool = True):
         x = _to_video(frames)  # (B, 3, T, H, W)
