@@ -41,7 +41,9 @@ and every decoder convolution that reads the latent (conv_in and each spatial no
 columns for them, so training starts from exactly the init's reconstruction and, with `anchor_weight`, the old
 channels keep their meaning. That lets a VAE learn what its full latent lacks (session 16: v12's 8 channels
 had no room for green−magenta under an anchor) while a DiT trained on the old channels can be widened the same
-way (idvid.models.backbone). On export the new channels are scaled to the old ones' spread.
+way (idvid.models.backbone). The new rows start as a least-squares fit of the colour the init loses
+(`_fit_added_channels`; a random start left the channel empty), and on export the new channels are scaled to
+the old ones' spread.
 
 On export the latent scaling factor is set to 1 / std of the latents of the validation clips (as the LDM
 and CogVideoX VAEs are normalised), and the VAE is written with `save_pretrained` — a folder that
