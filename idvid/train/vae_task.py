@@ -290,6 +290,7 @@ class VAETask(TrainTask):
             self.vae.encoder.requires_grad_(False)
             if getattr(self.vae, "quant_conv", None) is not None:
                 self.vae.quant_conv.requires_grad_(False)
+        self._first_clips: list[torch.Tensor] | None = None  # rendered on first use by the start-up measurements
         # W and W⁻¹ (see the module docstring), measured once: the same data give the same W at resume
         self.register_buffer("colour_matrix", None, persistent=False)
         self.register_buffer("colour_matrix_inv", None, persistent=False)
@@ -300,6 +301,7 @@ class VAETask(TrainTask):
                 fold_colour_matrices(self.vae, self.colour_matrix_inv, w)
         if c.extra_latent_channels:  # after the whitening is folded in: the fit sees what training sees
             self._fit_added_channels()
+        self._first_clips = None  # start-up measurements done
         self.anchor = None  # the init VAE, frozen: its posterior means are what the latents stay near
         if c.anchor_weight > 0:
             self.anchor = AutoencoderKLCogVideoX.from_pretrained(c.init, local_files_only=True).requires_grad_(False).eval()
@@ -334,11 +336,17 @@ class VAETask(TrainTask):
 
         return collate(items)
 
+    def _first_training_clips(self, clips: int = 16) -> list[torch.Tensor]:
+        """uint8 frames (T, H, W, 3) of the first `clips` training clips, rendered once for the start-up measurements
+        (colour whitening, the added channels' fit); deterministic, so the same at resume."""
+        if self._first_clips is None:
+            ds = self.train_dataset()
+            self._first_clips = [ds[(0, i)]["frames"] for i in range(min(clips, len(ds)))]
+        return self._first_clips[:clips]
+
     def _training_pixels(self, clips: int = 16, stride: int = 7) -> torch.Tensor:
         """(N, 3) pixel colours in [-1, 1] of the first `clips` training clips (deterministic: the same at resume)."""
-        ds = self.train_dataset()
-        frames = [ds[(0, i)]["frames"] for i in range(min(clips, len(ds)))]
-        return torch.cat([f.reshape(-1, 3)[::stride].float() / 127.5 - 1 for f in frames])
+        return torch.cat([f.reshape(-1, 3)[::stride].float() / 127.5 - 1 for f in self._first_training_clips(clips)])
 
     @torch.no_grad()
     def _fit_added_channels(self, clips: int = 16, ridge: float = 1e-3) -> None:
@@ -350,15 +358,14 @@ class VAETask(TrainTask):
         learns (session 16: 200 steps left green−magenta at latent R² 0.03); this one carries the missing colour
         from the start, and the decoder's first gradients already point at using it."""
         old, extra = self.init_latent_channels, self.c.extra_latent_channels
-        ds = self.train_dataset()
         conv = self.vae.encoder.conv_out
         seen: list[torch.Tensor] = []
         hook = conv.register_forward_hook(lambda module, args, out: seen.append(args[0].float()))
         features, colours, errors, spread = [], [], [], []
         try:
-            for i in range(min(clips, len(ds))):
+            for frames in self._first_training_clips(clips):
                 seen.clear()
-                x, rec, post = self.reconstruct(ds[(0, i)]["frames"][None], None, sample=False)
+                x, rec, post = self.reconstruct(frames[None], None, sample=False)
                 if self.c.whitened_loss:
                     x, rec = apply_colour_matrix(self.colour_matrix, x), apply_colour_matrix(self.colour_matrix, rec)
                 f = torch.cat(seen, dim=2)  # (1, ch, T', h, w): the latent grid
