@@ -88,6 +88,28 @@ dit_stage moca-9d 2000 task.model="$W/moca-8d" task.vae_path="$W/vae-2" task.fir
   task.head_condition=0.35 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=0 \
   "validation.hooks=[]"
 
-# 11. Package as a pipeline folder with its generation defaults.
-python scripts/package_default_model.py --model "$W/moca-9d" --out idvid/assets/default_model \
+# 11. A ninth latent channel for the green-magenta colour axis the VAE of step 9 lacks (task.extra_latent_channels:
+#     the new encoder row starts as a least-squares fit of the clips' colour along the first principal direction of
+#     the VAE's reconstruction error, the decoder reads it through zero-initialised columns, anchor_weight holds the
+#     old 8 channels), whitened colour in input and loss, whole frames. The shipped run was planned for 600 steps,
+#     stopped at step 497, and resumed with a new plan of 1,400 steps (the same two commands reproduce its rates).
+if [ ! -f "$W/vae-3/config.json" ]; then
+  vae3=(idvid train --config laptop-vae run_dir="$W/run-vae-3" task.init="$W/vae-2" task.extra_latent_channels=1
+    task.anchor_weight=1.0 task.colour_whitening=true task.whitened_loss=true task.crop=null batch_size=2
+    optim.lr=3e-4 optim.warmup_steps=20 ema.decay=0.99 threads=2 checkpoint.every=100 validation.every=0 -q)
+  if [ ! -f "$W/run-vae-3/first-plan.done" ]; then
+    "${vae3[@]}" max_steps=497 optim.schedule_steps=600
+    touch "$W/run-vae-3/first-plan.done"
+  fi
+  "${vae3[@]}" max_steps=1400 --export "$W/vae-3"
+fi
+
+# 12. The DiT of step 10 widened to the 9-channel latents as it loads (zero-initialised weights for the new channel:
+#     it predicts as before at step 0), latents re-cached, 4,000 steps of 50 % I2V / 50 % T2V, lr 3e-4 cosine.
+dit_stage moca-10d 4000 task.model="$W/moca-9d" task.vae_path="$W/vae-3" task.first_frame_condition=0.5 \
+  task.head_condition=0.0 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=0 \
+  "validation.hooks=[]"
+
+# 13. Package as a pipeline folder with its generation defaults.
+python scripts/package_default_model.py --model "$W/moca-10d" --out idvid/assets/default_model \
   --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v
