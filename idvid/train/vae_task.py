@@ -207,14 +207,14 @@ def _to_video(frames: torch.Tensor) -> torch.Tensor:
 
 def _pool_to_latent_grid(video: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
     """(B, C, T, H, W) averaged over the pixels each latent cell of `grid` (T', h, w) encodes: CogVideoX's causal
-    VAE puts frame 0 alone in latent frame 0 and each next `(T − 1) / (T' − 1)` frames in one latent frame."""
+    VAE puts frame 0 alone in latent frame 0 and each next `(T − 1) / (T' − 1)` frames in one latent frame
+    (`latent_mask`'s pooling, applied to every channel)."""
+    from idvid.objectives.perceptual import latent_mask
+
     b, c, t, h, w = video.shape
-    frames = [video[:, :, :1]]
-    if grid[0] > 1:
-        step = (t - 1) // (grid[0] - 1)
-        frames.append(video[:, :, 1 : 1 + step * (grid[0] - 1)].reshape(b, c, grid[0] - 1, step, h, w).mean(3))
-    pooled = torch.cat(frames, dim=2)
-    return torch.nn.functional.avg_pool3d(pooled, (1, h // grid[1], w // grid[2]))
+    step = (t - 1) // (grid[0] - 1) if grid[0] > 1 else 1
+    pooled = latent_mask(video.reshape(b * c, t, h, w), tuple(grid), temporal_compression=step)  # (B·C, T', 1, h, w)
+    return pooled.reshape(b, c, *pooled.shape[1:2], *pooled.shape[3:])
 
 
 def window_offset(size: int, crop: int, generator: torch.Generator | None) -> int:
