@@ -571,3 +571,61 @@ def test_vae_with_extra_latent_channels_trains_them_and_exports_them_at_the_old_
         # the export's reconstruction is the task's own (the scaling is folded back in the decoder)
         torch.testing.assert_close(exported.decode(exported.encode(x).latent_dist.mode()).sample,
                                    run.task.reconstruct(frames, None, sample=False)[1], atol=1e-4, rtol=0)
+
+
+def test_face_windows_on_hand_numbers():
+    from idvid.train.identity_task import face_windows
+
+    latents = torch.arange(64.0).reshape(1, 1, 1, 8, 8)  # 8x8 latent pixels of a 32-pixel frame: 4 pixels each
+    boxes = torch.tensor([[[12.0, 12.0, 20.0, 20.0]]])  # centre (16, 16) px = latent (4, 4)
+    win, moved = face_windows(latents, boxes, 4, 32)
+    torch.testing.assert_close(win, latents[..., 2:6, 2:6])
+    torch.testing.assert_close(moved, torch.tensor([[[4.0, 4.0, 12.0, 12.0]]]))  # shifted by 2 latent = 8 px
+    corner = torch.tensor([[[0.0, 28.0, 4.0, 32.0]]])  # centre (2, 30) px: the window is kept inside the frame
+    win, moved = face_windows(latents, corner, 4, 32)
+    torch.testing.assert_close(win, latents[..., 4:8, 0:4])
+    torch.testing.assert_close(moved, torch.tensor([[[0.0, 12.0, 4.0, 16.0]]]))
+    same, kept = face_windows(latents, boxes, 8, 32)
+    assert same is latents and kept is boxes
+
+
+def test_id_loss_is_eq4_on_the_chosen_clips_only(tmp_path, monkeypatch):
+    """task.id_loss_*: with a denoiser whose x̂0 is exactly the clean latents, the term is Eq. 4 on the decoded
+    clean clip of the first clip with t < id_loss_max_t (id_loss_clips=1), times 1/B; none below the limit: 0."""
+    import torch.nn.functional as F
+
+    from idvid.errors import InputError
+    from idvid.objectives import crop_faces
+    from idvid.objectives.diffusion import alphas_cumprod
+    from idvid.train.identity_task import _uint8_to_unit
+    from idvid.train.task import StepContext
+
+    common = [f"run_dir={tmp_path / 'run'}", "max_steps=1", "batch_size=3", "data.num_identities=3",
+              "data.clips_per_identity=1", "data.num_workers=0", "data.frames=9", "validation.every=0",
+              "log.progress=false", "task.id_loss_weight=1.0", "task.id_loss_max_t=500", "task.id_loss_clips=1"]
+    with pytest.raises(InputError, match="task.id_loss_max_t"):
+        load_config("tiny-synth-moca", [*common, "task.id_loss_max_t=0"])
+    run = setup(load_config("tiny-synth-moca", common))
+    task, model = run.task, run.task.model
+    task.eval()
+    batch = collate([task.validation_set()[(i, 0)] for i in range(3)])
+    ctx = StepContext(step=0, micro=0, generator=torch.Generator().manual_seed(0), device=torch.device("cpu"),
+                      training=False)
+    z0 = task._inputs(batch, ctx)[0].float()
+
+    def forward(latents, timestep, *args, **kwargs):  # the v whose x̂0 is z0
+        acp = alphas_cumprod(task.scheduler, timestep, latents)
+        return (acp.sqrt() * latents - z0) / (1 - acp).sqrt()
+
+    monkeypatch.setattr(model, "forward", forward)
+    with torch.no_grad():
+        got = task.compute_losses(batch, ctx, timesteps=torch.tensor([800, 100, 200]))["id"]
+        frames = model.decode(z0[1:2])
+        t = min(frames.shape[1], batch["face_boxes"].shape[1])
+        crops = crop_faces(frames[:, :t], batch["face_boxes"][1:2, :t].float())[0]
+        emb = F.normalize(task.face_embedder(crops), dim=-1)
+        ref = F.normalize(task.face_embedder(_uint8_to_unit(batch["face_crop"][1:2])), dim=-1)
+        expected = (1 - (emb * ref).sum(-1).mean()) / 3
+        none = task.compute_losses(batch, ctx, timesteps=torch.tensor([800, 600, 500]))["id"]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert float(expected) > 0.01 and float(none) == 0.0

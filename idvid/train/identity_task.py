@@ -14,8 +14,9 @@ Per micro-batch (shapes for B clips of T frames, latents (B, F', C, h, w)):
     4. losses (idvid.objectives):
          diff      = ‖target − pred‖²  (region-aware, seed 002 Eq. 10, when `region_aware`)
          face/back = latent video perceptual loss (seed 000 Eqs. 8, 10) on x̂0 with the face mask
-         id        = ID-consistency (seed 002 Eq. 4) on decoded x̂0 face crops (needs a trained
-                     differentiable face embedder, `face_embedder`)
+         id        = ID-consistency (seed 002 Eq. 4) on decoded x̂0 face crops, with a trained differentiable
+                     face embedder (`face_embedder`), on the clips noised to t < id_loss_max_t (at most
+                     id_loss_clips of them, decoded in id_loss_window-pixel windows around the face)
          loss      = diff + α face + β back + λ_id id
 
 All draws (t, ε, dropouts, VAE sampling) come from the step's generator, so a resumed run repeats them.
@@ -68,8 +69,17 @@ class IdentityTaskConfig(TaskConfig):
     perceptual_alpha: float = 2.0  # α of L_face (0: off)
     perceptual_beta: float = 0.5  # β of L_back (0: off)
     region_aware: bool = False  # region-aware diffusion loss (needs data.flow_maps)
-    id_loss_weight: float = 0.0  # λ of the ID-consistency loss (0: off; needs face_embedder)
-    face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder
+    id_loss_weight: float = 0.0  # λ of the ID-consistency loss (0: off)
+    # only clips noised to t < id_loss_max_t get it (their x̂0 is decoded; 1000: all): at high noise x̂0 is a
+    # blurred mean whose face no embedder can judge, and every clip left out is a VAE decode (and its backward) saved
+    id_loss_max_t: int = 1000
+    # a full decode with its backward costs about 17 s a step on the laptop model (2 CPU cores), so: at most
+    # id_loss_clips of those clips a step (0: all), each decoded only in a square window of id_loss_window latent
+    # pixels around its faces (0: the whole frame); the VAE decoder is convolutional, so the faces decode
+    # nearly as in the whole frame (stage 10's VAE, a 20-pixel window: 46-52 dB PSNR against it inside the face box)
+    id_loss_clips: int = 0
+    id_loss_window: int = 0
+    face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder (None: the bundled one)
     text_dropout: float = 0.05
     id_dropout: float = 0.05
     uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
@@ -102,8 +112,9 @@ class IdentityTaskConfig(TaskConfig):
         for name in ("text_dropout", "id_dropout", "uncond_dropout", "speed_word_dropout", "first_frame_condition",
                      "head_condition"):
             _check(0 <= getattr(self, name) < 1, f"task.{name}", f"must be in [0, 1), got {getattr(self, name)}")
-        if self.id_loss_weight > 0:
-            _check(self.face_embedder is not None, "task.face_embedder", "is required when task.id_loss_weight > 0")
+        _check(1 <= self.id_loss_max_t <= 1000, "task.id_loss_max_t", f"must be in [1, 1000], got {self.id_loss_max_t}")
+        for name in ("id_loss_clips", "id_loss_window"):
+            _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.face_embedder is not None:
             _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
         _check(self.first_frame_condition + self.head_condition < 1, "task.head_condition",
@@ -117,6 +128,24 @@ class IdentityTaskConfig(TaskConfig):
 def _uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
     """uint8 images (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
     return x.movedim(-1, -3).float() / 127.5 - 1
+
+
+def face_windows(latents: torch.Tensor, boxes: torch.Tensor, window: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Square windows of `window` latent pixels out of latents (B, F, C, h, w), each centred on the middle of its
+    clip's face boxes (B, T, 4; pixels of `size`-pixel frames) and kept inside the frame; returns the windows and
+    the boxes in the pixels of the decoded windows. A window as large as the frame returns both unchanged."""
+    h, w = latents.shape[-2:]
+    if window >= h and window >= w:
+        return latents, boxes
+    scale = size / h  # pixels per latent pixel
+    centre = torch.stack([(boxes[..., 0] + boxes[..., 2]).mean(1), (boxes[..., 1] + boxes[..., 3]).mean(1)], 1) / 2
+    side_y, side_x = min(window, h), min(window, w)
+    y0 = (centre[:, 1] / scale - side_y / 2).round().clamp(0, h - side_y).long()
+    x0 = (centre[:, 0] / scale - side_x / 2).round().clamp(0, w - side_x).long()
+    crops = torch.stack([latents[i, ..., int(y):int(y) + side_y, int(x):int(x) + side_x]
+                         for i, (y, x) in enumerate(zip(y0.tolist(), x0.tolist(), strict=True))])
+    shift = torch.stack([x0, y0, x0, y0], 1).to(boxes.dtype) * scale
+    return crops, boxes - shift[:, None, :]
 
 
 def model_config_for(task: IdentityTaskConfig, train_mode: str):
@@ -211,7 +240,8 @@ class IdentityVideoTask(TrainTask):
         if c.id_loss_weight > 0:
             from idvid.models.face_embedder import load_face_embedder
 
-            self.face_embedder = load_face_embedder(c.face_embedder).requires_grad_(False)
+            embedder = load_face_embedder(c.face_embedder) if c.face_embedder else load_face_embedder()  # the bundled one
+            self.face_embedder = embedder.requires_grad_(False)
         self._validation_set: Dataset | None = None
 
     def train(self, mode: bool = True) -> IdentityVideoTask:
@@ -316,9 +346,7 @@ class IdentityVideoTask(TrainTask):
                        use_identity: bool | None = None) -> dict[str, torch.Tensor]:
         from idvid.models.frame_condition import first_frame_condition
         from idvid.objectives import (
-            crop_faces,
             diffusion_loss,
-            id_consistency_loss,
             noise_batch,
             predict_x0,
             region_aware_loss,
@@ -373,17 +401,37 @@ class IdentityVideoTask(TrainTask):
             total = total + terms.total
             losses["face"], losses["back"] = terms.face.detach(), terms.back.detach()
         if self.face_embedder is not None:
-            if x0_hat is None:
-                x0_hat = predict_x0(self.scheduler, noised.noisy, pred.float(), noised.timesteps)
-            frames = model.decode(x0_hat)  # (B, T', 3, H, W)
-            boxes = batch["face_boxes"]
-            n = min(frames.shape[1], boxes.shape[1])
-            crops = crop_faces(frames[:, :n].float(), boxes[:, :n])
-            id_loss = id_consistency_loss(self.face_embedder, crops, _uint8_to_unit(batch["face_crop"]))
+            id_loss = self._id_loss(batch, noised, pred, x0_hat)
             total = total + c.id_loss_weight * id_loss
             losses["id"] = id_loss.detach()
         losses["loss"] = total
         return losses
+
+    def _id_loss(self, batch: dict[str, Any], noised, pred: torch.Tensor, x0_hat: torch.Tensor | None) -> torch.Tensor:
+        """Seed 002 Eq. 4 on the decoded x̂0 of the clips noised to t < id_loss_max_t (at most id_loss_clips of
+        them, in batch order), each clip's reference crop its target; counted zero for the other clips, so the
+        term is (1/B) Σ over the chosen clips of 1 − mean over frames of cos(φ(face), φ(reference))."""
+        from idvid.objectives import crop_faces, id_consistency_loss, predict_x0
+
+        c = self.c
+        chosen = torch.nonzero(noised.timesteps < c.id_loss_max_t).flatten()
+        if c.id_loss_clips > 0:
+            chosen = chosen[:c.id_loss_clips]
+        if chosen.numel() == 0:
+            return pred.new_zeros((), dtype=torch.float32)
+        if x0_hat is None:
+            x0_hat = predict_x0(self.scheduler, noised.noisy[chosen], pred[chosen].float(), noised.timesteps[chosen])
+        else:
+            x0_hat = x0_hat[chosen]
+        on_cpu = chosen.cpu()
+        boxes = batch["face_boxes"][on_cpu].float()  # (n, T, 4) in pixels of the training frames
+        if c.id_loss_window > 0:
+            x0_hat, boxes = face_windows(x0_hat, boxes, c.id_loss_window, self.run_config.data.size)
+        frames = self.model.decode(x0_hat.to(self.model.dtype))  # (n, T', 3, H, W)
+        t = min(frames.shape[1], boxes.shape[1])
+        crops = crop_faces(frames[:, :t].float(), boxes[:, :t].to(frames.device))
+        reference = _uint8_to_unit(batch["face_crop"][on_cpu]).to(frames.device)
+        return id_consistency_loss(self.face_embedder, crops, reference) * (chosen.numel() / noised.timesteps.numel())
 
     def _decoder_tune_losses(self, batch: dict[str, Any], ctx: StepContext,
                              timesteps: torch.Tensor | None) -> dict[str, torch.Tensor]:
