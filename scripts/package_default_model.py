@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--first-frame-source", choices=["t2i", "t2v", "t2v-head"], default="t2i",
                     help="decoupled mode: the first frame from the T2I stage or from a T2V sample's first frame "
                          "(the reference's head pasted in after, t2v, or blended in at every step, t2v-head)")
+    ap.add_argument("--first-frame-init", type=float, default=0.0,
+                    help="decoupled mode: the fraction of the video pass's steps replaced by starting from the still first frame")
     ap.add_argument("--mode", choices=["t2v", "decoupled", "t2v-head"], default="t2v",
                     help="generation mode: one stage; a first frame animated by I2V (needs backbone.frame_condition); or "
                          "one stage made around the reference's head held in its first frame")
@@ -62,6 +64,7 @@ def main() -> None:
         raise SystemExit(f"{args.model}: --mode decoupled needs a model trained with backbone.frame_condition")
     d.mode = args.mode
     d.first_frame_source = args.first_frame_source
+    d.first_frame_init = args.first_frame_init
     card = args.out / "MODEL_CARD.md"
     keep = card.read_text() if card.is_file() else None
     if args.out.exists():

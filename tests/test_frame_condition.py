@@ -271,3 +271,47 @@ def test_generate_in_decoupled_mode_writes_the_first_frame(decoupled_pipeline, t
     first = load_image(tmp_path / "clip_first.png")
     frames, _ = read_video(out)
     assert first.shape == (64, 64, 3) and frames.shape[:3] == (9, 64, 64)
+
+
+def test_first_frame_init_starts_the_i2v_pass_from_the_still_first_frame(decoupled_pipeline, monkeypatch):
+    """first_frame_init=s skips the first ⌊s·steps⌋ steps of the I2V pass and starts it from the clip holding the
+    first frame still (VAE-encoded, its latent frame 0 the known one), noised with the starting noise to the
+    level of the first step it runs; 0 starts from pure noise as before."""
+    from idvid.pipelines import IDVideoPipeline
+    from idvid.pipelines.ipt2v import sample_reference_path
+
+    pipe, model = decoupled_pipeline, decoupled_pipeline.model
+    ref = pipe.prepare_reference(sample_reference_path())
+    image = pipe(ref, PROMPT, generator=5).info["first_frame"]
+    calls = []
+    real = model.forward
+
+    def forward(x, t, *args, **kwargs):
+        calls.append((x.clone(), int(t)))
+        return real(x, t, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", forward)
+    out = pipe(ref, PROMPT, generator=7, first_frame=image, num_inference_steps=4, first_frame_init=0.5,
+               output_type="latent")
+    assert out.info["first_frame_init"] == 0.5
+    sched = IDVideoPipeline.scheduler_from_training(dict(pipe.scheduler.config))
+    sched.set_timesteps(4)
+    ts = [int(t) for t in sched.timesteps]
+    assert [t for _, t in calls] == [ts[2], ts[2], ts[3], ts[3]]  # two steps skipped, two branches a step
+    unit = pipe._unit(image)
+    with torch.no_grad():
+        still = model.encode_video(unit.expand(9, -1, -1, -1)[None])
+        still[:, 0] = model.encode_reference(unit)
+    noise = torch.randn(still.shape, generator=torch.Generator().manual_seed(7))
+    sched.set_begin_index(2)
+    torch.testing.assert_close(calls[0][0], sched.add_noise(still, noise, sched.timesteps[2:3]))
+
+    calls.clear()
+    plain = pipe(ref, PROMPT, generator=7, first_frame=image, num_inference_steps=4, output_type="latent").frames
+    assert [t for _, t in calls][::2] == ts and torch.equal(calls[0][0], noise)  # 0: pure noise, every step
+    # started one step from the end, the video stays near the still clip; from noise, this random model's does not
+    late = pipe(ref, PROMPT, generator=7, first_frame=image, num_inference_steps=10, first_frame_init=0.9,
+                output_type="latent").frames
+    assert (late - still).abs().mean() < 0.5 * (plain - still).abs().mean()
+    with pytest.raises(InputError, match="first-frame-init must be in"):
+        pipe(ref, PROMPT, first_frame_init=1.0)

@@ -49,6 +49,9 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
               help="Decoupled mode: make the first frame by T2I; or from a T2V sample's first frame with the "
                    "reference's head pasted in (t2v), or made around that head at every step (t2v-head); the T2V "
                    "pass is one more sampling loop; default: the model's.")
+@click.option("--first-frame-init", "first_frame_init", type=float, default=None,
+              help="Decoupled mode, 0..1: start the video pass from the first frame held still, skipping this "
+                   "fraction of its steps (0: from pure noise; default: the model's).")
 @click.option("--first-frame", "first_frame", default=None, type=click.Path(dir_okay=False, path_type=Path),
               help="Animate this image instead of making a first frame (decoupled models only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same video.")
@@ -62,8 +65,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
              steps: int | None, guidance: float | None, guidance_rescale: float | None,
              identity_guidance: float | None, motion_guidance: float | None, mode: str | None,
-             first_frame_source: str | None, first_frame: Path | None, seed: int, out: Path,
-             model: Path | None, fps: float, threads: int | None, quiet: bool) -> None:
+             first_frame_source: str | None, first_frame_init: float | None, first_frame: Path | None, seed: int,
+             out: Path, model: Path | None, fps: float, threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
     if out.suffix.lower() != ".mp4":
@@ -97,7 +100,7 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
                   identity_guidance_scale=identity_guidance, motion_guidance_scale=motion_guidance, generator=seed,
-                  mode=mode, first_frame=first, first_frame_source=first_frame_source)
+                  mode=mode, first_frame=first, first_frame_source=first_frame_source, first_frame_init=first_frame_init)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)
     if first is None and "first_frame" in result.info:  # the made first frame, for the user to see or reuse

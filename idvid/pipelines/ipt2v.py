@@ -24,6 +24,12 @@ without mask channels), so the scene is painted to fit the head. `mode="t2v-head
 (one sampling loop; needs the reference latent, not frame conditioning). `first_frame=` skips the first-frame
 stage and animates a given image (plain I2V).
 
+`first_frame_init=s` (0 < s < 1) starts the I2V pass from the first frame instead of from pure noise: the clip
+that holds it still for every frame is encoded, noised to the level after the first ⌊s·steps⌋ steps, and sampled
+from there (SDEdit's start, applied to I2V as ConsistI2V's FrameInit does with a low-pass of that clip; with this
+zero-terminal-SNR schedule the first step's level is pure noise, so the start is moved instead). The early steps,
+which draw the layout, then begin where the first frame is; those steps are saved, too.
+
 The unconditional branch drops the text (empty prompt) and the whole identity (no ID tokens, no reference
 latent), as training does for `task.id_dropout`/`text_dropout`; the motion condition is kept in both
 branches, so guidance amplifies who and what, not how much motion.
@@ -84,6 +90,9 @@ class PipelineDefaults:
     face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
     mode: str = "t2v"  # "t2v": one stage; "decoupled": first frame, then I2V (seed 003); "t2v-head": one stage, head held
     first_frame_source: str = "t2i"  # decoupled mode: "t2i" (the T2I stage), "t2v" or "t2v-head" (a T2V sample's frame 0)
+    # decoupled mode: the I2V pass starts from the first frame held still, noised to the level after this fraction
+    # of its steps (the steps before are skipped); 0: from pure noise
+    first_frame_init: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PipelineDefaults:
@@ -289,6 +298,7 @@ class IDVideoPipeline(DiffusionPipeline):
         mode: str | None = None,
         first_frame: np.ndarray | str | Path | None = None,
         first_frame_source: str | None = None,
+        first_frame_init: float | None = None,
     ) -> IDVideoPipelineOutput:
         """Generate a video of the person in `reference` doing what `prompt` says.
 
@@ -306,7 +316,8 @@ class IDVideoPipeline(DiffusionPipeline):
         frames), "pt" (float frames in [-1, 1]) or "latent". `mode`: "t2v", "decoupled" or "t2v-head" (default: the
         pipeline's). `first_frame`: an image (at the video size or resized to it) to animate, instead of the
         decoupled mode's T2I stage. `first_frame_source`: "t2i", "t2v" or "t2v-head", where the decoupled mode's first
-        frame comes from (default: the pipeline's; see the module docstring)."""
+        frame comes from (default: the pipeline's; see the module docstring). `first_frame_init`: the fraction of the
+        I2V pass's steps replaced by starting from the still first frame (decoupled mode; module docstring)."""
         from idvid.models.frame_condition import (
             first_frame_condition,
             head_region_mask,
@@ -344,6 +355,9 @@ class IDVideoPipeline(DiffusionPipeline):
         id_guidance = guidance if id_guidance is None else float(id_guidance)
         if id_guidance < 0:
             raise InputError(f"--identity-guidance must be >= 0, got {id_guidance}")
+        init = float(d.first_frame_init if first_frame_init is None else first_frame_init)
+        if not 0 <= init < 1:
+            raise InputError(f"--first-frame-init must be in [0, 1), got {init:g}")
         motion_guidance = float(d.motion_guidance_scale if motion_guidance_scale is None else motion_guidance_scale)
         if motion_guidance < 0:
             raise InputError(f"--motion-guidance must be >= 0, got {motion_guidance:g}")
@@ -410,13 +424,19 @@ class IDVideoPipeline(DiffusionPipeline):
                                           still, head, **guide)[:, 0]
                 first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
             condition = first_frame_condition(latents, first.float())
-            latents = self._denoise(latents, text, uncond_text, ids, motion, condition, **video_guide)
+            start = None
+            if int(init * steps) > 0:  # the first frame held still, as the VAE encodes such a clip
+                still = self._unit(first_image).to(device).expand(frames_out, -1, -1, -1)[None]
+                start = (condition.paste(model.encode_video(still.to(dtype)).float()), int(init * steps))
+            latents = self._denoise(latents, text, uncond_text, ids, motion, condition, start=start, **video_guide)
         else:
             latents = self._denoise(latents, text, uncond_text, ids, motion, None, **video_guide)
 
         info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance,
                     motion_guidance=motion_guidance, frames=wanted,
                     generated_frames=frames_out, mode=mode)
+        if mode == "decoupled":
+            info["first_frame_init"] = init
         if mode == "decoupled" and first_frame is None:
             info["first_frame_source"] = source
         if first_image is not None:
@@ -458,23 +478,32 @@ class IDVideoPipeline(DiffusionPipeline):
 
     def _denoise(self, latents: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor, ids, motion, condition,
                  steps: int, guidance: float, rescale: float, id_guidance: float, generator,
-                 inpaint=None, motion_guidance: tuple[float, Any] | None = None) -> torch.Tensor:
+                 inpaint=None, motion_guidance: tuple[float, Any] | None = None,
+                 start: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
         """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result.
 
         `inpaint` (a FrameCondition the model is not given): after every step its known latents, noised with the
         starting noise to the next step's level, replace the sample's there (the blend of diffusers' inpainting
         pipelines for models without mask channels), so the rest is made around them; the result holds them exactly.
-        `motion_guidance` (g_m, the motion inputs at intensity 0) adds g_m (ε(cond) − ε(cond at 0)) to every step."""
+        `motion_guidance` (g_m, the motion inputs at intensity 0) adds g_m (ε(cond) − ε(cond at 0)) to every step.
+        `start` (clean latents, k): skip the first k steps and start from those latents noised with `latents` (the
+        starting noise) to the level of step k (the start of diffusers' image-to-image pipelines)."""
         from idvid.models.frame_condition import FrameCondition
 
         model, dtype = self.model, self.model.dtype
         separate_identity = ids is not None and id_guidance != guidance
         self.scheduler.set_timesteps(steps, device=latents.device)
         noise = latents
-        latents = latents * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        if start is not None:
+            clean, skip = start
+            timesteps = timesteps[skip:]
+            self.scheduler.set_begin_index(skip)  # the solver (and add_noise) count steps from there
+            latents = self.scheduler.add_noise(clean.to(noise.dtype), noise, timesteps[:1])
+        else:
+            latents = latents * self.scheduler.init_noise_sigma
         # a stochastic solver (e.g. algorithm_type "sde-dpmsolver++") draws its noise from the seed's generator
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
-        timesteps = self.scheduler.timesteps
         for i, t in enumerate(self.progress_bar(timesteps)):
             x = self.scheduler.scale_model_input(latents, t).to(dtype)
             cond = model(x, t, text, ids, motion, condition=condition).float()
