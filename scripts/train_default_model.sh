@@ -110,6 +110,7 @@ dit_stage moca-10d 4000 task.model="$W/moca-9d" task.vae_path="$W/vae-3" task.fi
   task.head_condition=0.0 optim.warmup_steps=50 optim.lr=3.0e-4 checkpoint.every=100 validation.every=0 \
   "validation.hooks=[]"
 
-# 13. Package as a pipeline folder with its generation defaults.
+# 13. Package as a pipeline folder with its generation defaults; the video pass starts from the first frame held
+#     still, noised to step 11 of 20 (first_frame_init 0.55, session 18: no training, a sampling setting).
 python scripts/package_default_model.py --model "$W/moca-10d" --out idvid/assets/default_model \
-  --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v
+  --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v --first-frame-init 0.55
