@@ -16,7 +16,7 @@ Per micro-batch (shapes for B clips of T frames, latents (B, F', C, h, w)):
          face/back = latent video perceptual loss (seed 000 Eqs. 8, 10) on x̂0 with the face mask
          id        = ID-consistency (seed 002 Eq. 4) on decoded x̂0 face crops, with a trained differentiable
                      face embedder (`face_embedder`), on the clips noised to t < id_loss_max_t (at most
-                     id_loss_clips of them, decoded in id_loss_window-pixel windows around the face)
+                     id_loss_clips of them, each decoded in a window of id_loss_window latent pixels around its face)
          loss      = diff + α face + β back + λ_id id
 
 All draws (t, ε, dropouts, VAE sampling) come from the step's generator, so a resumed run repeats them.
