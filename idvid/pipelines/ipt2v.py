@@ -424,10 +424,10 @@ class IDVideoPipeline(DiffusionPipeline):
                                           still, head, **guide)[:, 0]
                 first_image = self._to_uint8(model.decode(first[:, None].to(dtype))[0, :1].float().clamp(-1, 1))[0]
             condition = first_frame_condition(latents, first.float())
-            start = None
-            if int(init * steps) > 0:  # the first frame held still, as the VAE encodes such a clip
+            start, skip = None, int(init * steps)
+            if skip > 0:  # the first frame held still, as the VAE encodes such a clip
                 still = self._unit(first_image).to(device).expand(frames_out, -1, -1, -1)[None]
-                start = (condition.paste(model.encode_video(still.to(dtype)).float()), int(init * steps))
+                start = (condition.paste(model.encode_video(still.to(dtype)).float()), skip)
             latents = self._denoise(latents, text, uncond_text, ids, motion, condition, start=start, **video_guide)
         else:
             latents = self._denoise(latents, text, uncond_text, ids, motion, None, **video_guide)
