@@ -683,3 +683,55 @@ def build_model(config: ModelConfig | str = "tiny", variant: str = "moca", **ove
             raise ValueError(f"unknown preset {config!r}; known: {sorted(PRESETS)}")
         config = PRESETS[config](variant, **overrides)
     return IdentityVideoModel(config)
+
+
+def without_identity(model: IdentityVideoModel) -> IdentityVideoModel:
+    """The same network with its identity path taken out: no identity injections (MoCA, MoFE, ID adapter, plain
+    cross-attention; the Motion Control Module stays), no ID encoder and no reference-latent input channels.
+
+    Why: a no-identity baseline at (at least) the budget of a trained identity model, for the MoCA-vs-baseline
+    comparison, starts from that model's own backbone instead of a fresh one. Every part it keeps has its trained
+    weights, and the removed input channels are the ones the identity model's unconditional-identity branch fills
+    with zeros, so the result predicts exactly as `model` does with `id_inputs=None` (tested; not exactly when a
+    refiner's reference attention has no frame condition to read instead, and is dropped); train it further without
+    identity to make it a baseline of its own (docs/training.md)."""
+    if model.is_consisid:
+        raise ValueError("a ConsisID model's identity modules are inside its transformer; build the baseline with variant 'none'")
+    src = model.config
+    bb = src.backbone
+    c = model.latent_channels
+    groups = (3 if bb.reference_every_frame else 2) if bb.reference_latent else 1
+    keep = list(range(c)) + (list(range(groups * c, groups * c + c + 1)) if bb.frame_condition else [])
+
+    d = src.to_dict()
+    d["injections"] = [i for i in d["injections"] if not INJECTIONS[i["kind"]].requires]
+    d["backbone"].update(reference_latent=False, reference_every_frame=False, path=None, vae_path=None,
+                         transformer={**dict(model.transformer.config), "in_channels": len(keep)},
+                         vae=dict(model.vae.config) if model.vae is not None else d["backbone"]["vae"])
+    kept = {f"injections.{i['kind']}." for i in d["injections"]}
+    adapter = {k: v for k, v in model.adapter_state_dict().items()
+               if not k.startswith(("id_encoder.", "transformer.patch_embed.proj."))
+               and (not k.startswith("injections.") or k.startswith(tuple(kept)))}
+    if model.refiner is not None:
+        w = adapter["refiner.conv_in.weight"]  # (ch, [x ; prediction], 3, 3)
+        x_channels = model.transformer.config.in_channels
+        adapter["refiner.conv_in.weight"] = torch.cat([w[:, keep], w[:, x_channels:]], dim=1)
+        if model.refiner.reference is not None and not bb.frame_condition:
+            # it read the (absent) reference slot; with a frame condition it reads the I2V first frame instead
+            d["refiner"]["reference_dim"] = 0
+            adapter = {k: v for k, v in adapter.items() if not k.startswith("refiner.reference.")}
+    out = IdentityVideoModel(ModelConfig.from_dict(d))
+    with torch.no_grad():
+        state = model.transformer.state_dict()
+        proj = "patch_embed.proj.weight"
+        w = state[proj]
+        if w.dim() == 4:  # CogVideoX 1.0: Conv2d over channels
+            state[proj] = w[:, keep]
+        else:  # 1.5: Linear over (channels x p_t x p x p) features
+            per_channel = w.shape[1] // model.transformer.config.in_channels
+            state[proj] = w.view(w.shape[0], -1, per_channel)[:, keep].reshape(w.shape[0], -1)
+        out.transformer.load_state_dict(state)
+        if model.vae is not None:
+            out.vae.load_state_dict(model.vae.state_dict())
+    out.load_adapter(adapter)
+    return out.to(model.device)
