@@ -21,6 +21,7 @@ from idvid.objectives import (
     prediction_target,
     region_aware_loss,
     region_weights,
+    restart_from,
 )
 
 
@@ -43,6 +44,24 @@ def test_targets_follow_the_scheduler_prediction_type(kind):
     torch.testing.assert_close(target, hand)
     # x̂0 from a perfect prediction is the clean latent
     torch.testing.assert_close(predict_x0(sched, noisy, target, t), x0, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["epsilon", "v_prediction", "sample"])
+def test_restart_from_noises_the_chosen_clips_from_the_start_and_targets_the_clip(kind):
+    sched = CogVideoXDPMScheduler(prediction_type=kind, snr_shift_scale=1.0)
+    g = torch.Generator().manual_seed(0)
+    x0, start = torch.randn(3, 2, 4, 2, 2, generator=g), torch.randn(3, 2, 4, 2, 2, generator=g)
+    batch = noise_batch(sched, x0, timesteps=torch.tensor([10, 700, 900]), generator=g)
+    rows = torch.tensor([True, False, True])
+    out = restart_from(sched, batch, x0, start, rows, torch.tensor([450, 450, 300]))
+    assert out.timesteps.tolist() == [450, 700, 300]
+    a = sched.alphas_cumprod[out.timesteps].float().view(3, 1, 1, 1, 1)
+    # chosen clips: the start noised with their own ε (as image-to-image sampling starts); the others untouched
+    torch.testing.assert_close(out.noisy[rows], (a.sqrt() * start + (1 - a).sqrt() * batch.noise)[rows])
+    torch.testing.assert_close(out.noisy[1], batch.noisy[1])
+    torch.testing.assert_close(out.target[1], batch.target[1])
+    # and a perfect prediction from there is the clip itself, not the start
+    torch.testing.assert_close(predict_x0(sched, out.noisy, out.target, out.timesteps), x0, atol=1e-4, rtol=1e-4)
 
 
 def test_noise_batch_and_diffusion_loss():

@@ -229,6 +229,60 @@ def test_decoupled_conditions_reach_the_model(tmp_path, monkeypatch, mode):
         assert seen["phrases"] == [STILL_PHRASE] * b and seen["intensity"] == [0.0] * b
 
 
+def test_still_start_noises_i2v_clips_from_their_still_first_frame(tmp_path, monkeypatch):
+    """task.still_start = 1: every clip of an I2V batch is noised from its first latent frame held still, at a
+    timestep in still_start_t, and its target leads to the clip (with zero noise: x_t = √ᾱ_t · frame 0 repeated)."""
+    import idvid.objectives as objectives
+    from idvid.objectives import NoisedBatch, predict_x0, prediction_target
+
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'run'}", "max_steps=1", "log.progress=false",
+                                          "data.num_identities=2", "data.clips_per_identity=1", "data.frames=9",
+                                          "data.num_workers=0", "batch_size=2", "validation.every=0", "task.motion=true",
+                                          "task.first_frame_condition=0.999", "task.still_start=1.0",
+                                          "task.still_start_t=[450, 450]", "data.image_ratio=0",
+                                          "task.model_overrides={backbone: {frame_condition: true}}"])
+    run = setup(cfg)
+    task, sched = run.task, run.task.scheduler
+    seen = {}
+    real_noise, real_loss, real_inputs, real_forward = (objectives.noise_batch, objectives.diffusion_loss, task._inputs,
+                                                        task.model.forward)
+
+    def zero_noise(scheduler, latents, timesteps=None, generator=None):
+        drawn = real_noise(scheduler, latents, timesteps, generator)
+        zero = torch.zeros_like(latents)
+        return NoisedBatch(scheduler.add_noise(latents, zero, drawn.timesteps), zero, drawn.timesteps,
+                           prediction_target(scheduler, latents, zero, drawn.timesteps))
+
+    def inputs(batch, ctx):
+        out = real_inputs(batch, ctx)
+        seen["z0"] = out[0]
+        return out
+
+    def forward(latents, timestep, *args, **kwargs):
+        seen["noisy"], seen["t"] = latents, timestep
+        return real_forward(latents, timestep, *args, **kwargs)
+
+    def loss(pred, target):
+        seen["target"] = target
+        return real_loss(pred, target)
+
+    monkeypatch.setattr(objectives, "noise_batch", zero_noise)
+    monkeypatch.setattr(objectives, "diffusion_loss", loss)
+    monkeypatch.setattr(task, "_inputs", inputs)
+    monkeypatch.setattr(task.model, "forward", forward)
+    fit(run)
+    z0, t = seen["z0"], seen["t"]
+    assert not torch.allclose(z0[:, 1:], z0[:, :1].expand_as(z0[:, 1:]))  # the clips move
+    assert t.tolist() == [450, 450]
+    a = float(sched.alphas_cumprod[450])
+    torch.testing.assert_close(seen["noisy"], a ** 0.5 * z0[:, :1].expand_as(z0))
+    torch.testing.assert_close(predict_x0(sched, seen["noisy"], seen["target"], t), z0, atol=1e-4, rtol=1e-4)
+    # why frame 0 repeated is the still start: the causal VAE encodes a still clip as its first frame in every latent frame
+    with torch.no_grad():
+        still = task.model.encode_video(torch.rand(1, 1, 3, 64, 64).mul(2).sub(1).expand(-1, 9, -1, -1, -1))
+    torch.testing.assert_close(still, still[:, :1].expand_as(still), atol=1e-5, rtol=0)
+
+
 def test_decoupled_conditions_need_the_condition_channels(tmp_path):
     from idvid.errors import InputError
 

@@ -7,6 +7,7 @@ from idvid.objectives.diffusion import (
     noise_batch,
     predict_x0,
     prediction_target,
+    restart_from,
     sample_timesteps,
 )
 from idvid.objectives.identity import crop_faces, frame_identity_loss, id_consistency_loss
@@ -16,5 +17,5 @@ from idvid.objectives.region import latent_region_weights, region_aware_loss, re
 __all__ = [
     "LatentVideoPerceptualLoss", "NoisedBatch", "PerceptualTerms", "cosine_weight", "crop_faces",
     "diffusion_loss", "frame_identity_loss", "id_consistency_loss", "latent_mask", "latent_region_weights", "noise_batch",
-    "predict_x0", "prediction_target", "region_aware_loss", "region_weights", "sample_timesteps",
+    "predict_x0", "prediction_target", "region_aware_loss", "restart_from", "region_weights", "sample_timesteps",
 ]  # fmt: skip

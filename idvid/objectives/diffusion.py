@@ -76,3 +76,20 @@ def noise_batch(
 def diffusion_loss(model_output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L_diff = mean ‖target − output‖² (seed 000 Eq. 5 as everyone implements it: a mean, not a sum)."""
     return (model_output.float() - target.float()).square().mean()
+
+
+def restart_from(scheduler, noised: NoisedBatch, latents: torch.Tensor, start: torch.Tensor, rows: torch.Tensor,
+                 timesteps: torch.Tensor) -> NoisedBatch:
+    """`noised` with the clips in `rows` (bool, (B,)) noised from `start` instead, at `timesteps`, with their ε —
+    the way image-to-image sampling starts from a given latent (idvid's `first_frame_init` starts the video pass
+    from the still first frame) — and the target that still leads to `latents`.
+
+    x_t = √ᾱ_t start + √(1−ᾱ_t) ε is the clean `latents` noised with ε' = ε + √ᾱ_t (start − latents) / √(1−ᾱ_t),
+    so the target is the scheduler's for (latents, ε') and the denoiser learns to reach the clip from that start
+    (for v-prediction, x̂0 = √ᾱ_t x_t − √(1−ᾱ_t) v̂ is then `latents`)."""
+    t = torch.where(rows.to(noised.timesteps.device), timesteps.to(noised.timesteps.device), noised.timesteps)
+    acp = alphas_cumprod(scheduler, t, latents)
+    shift = acp.sqrt() * (start - latents) / (1 - acp).sqrt()
+    keep = _expand(rows.to(latents.device), latents).to(torch.bool)
+    noise = torch.where(keep, noised.noise + shift, noised.noise)
+    return NoisedBatch(scheduler.add_noise(latents, noise, t), noise, t, prediction_target(scheduler, latents, noise, t))

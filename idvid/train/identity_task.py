@@ -90,6 +90,12 @@ class IdentityTaskConfig(TaskConfig):
     # known, the still prompt: idvid.text.prompts.spatial_prompt, intensity 0); otherwise plain T2V
     first_frame_condition: float = 0.0
     head_condition: float = 0.0
+    # the I2V start the pipeline's first_frame_init uses: in an I2V batch each clip with p = still_start is noised
+    # from its first latent frame held still (what the VAE makes of a still clip) at t ~ U[still_start_t], the
+    # target still the clip itself (objectives.restart_from), so the denoiser learns to add the clip's motion
+    # to such a start instead of keeping it still
+    still_start: float = 0.0
+    still_start_t: list[int] = field(default_factory=lambda: [300, 600])
     # > 0: train the VAE's decoder only, on the frozen DiT's x̂0 at t < decoder_tune_max_t decoded against the true
     # frames (L1, faces weighted 1 + decoder_tune_face_weight, + id_loss_weight · per-frame identity loss), so
     # the decoder learns the latents the DiT makes rather than the encoder's; the encoder and DiT are untouched
@@ -117,6 +123,12 @@ class IdentityTaskConfig(TaskConfig):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
         if self.face_embedder is not None:
             _check(Path(self.face_embedder).is_file(), "task.face_embedder", f"{self.face_embedder}: no such file")
+        _check(0 <= self.still_start <= 1, "task.still_start", f"must be in [0, 1], got {self.still_start}")
+        _check(self.still_start == 0 or self.first_frame_condition > 0, "task.still_start",
+               "starts I2V batches from their still first frame: set task.first_frame_condition > 0 too")
+        lo_hi = self.still_start_t
+        _check(len(lo_hi) == 2 and 0 <= lo_hi[0] <= lo_hi[1] < 1000, "task.still_start_t",
+               f"must be [lo, hi] timesteps with 0 <= lo <= hi < 1000, got {lo_hi}")
         _check(self.first_frame_condition + self.head_condition < 1, "task.head_condition",
                f"first_frame_condition + head_condition must be < 1, got {self.first_frame_condition + self.head_condition}")
         _check(0 <= self.decoder_tune_max_t <= 1000, "task.decoder_tune_max_t",
@@ -350,6 +362,7 @@ class IdentityVideoTask(TrainTask):
             noise_batch,
             predict_x0,
             region_aware_loss,
+            restart_from,
         )
 
         c, model, g = self.c, self.model, ctx.generator
@@ -375,16 +388,23 @@ class IdentityVideoTask(TrainTask):
             drop_id = False
         if use_identity is not None:
             drop_id = not use_identity
-        condition = None
+        condition, i2v = None, False
         if ctx.training and (c.first_frame_condition > 0 or c.head_condition > 0):  # drawn only when on
             u = float(torch.rand((), generator=g))
             if u < c.head_condition:
                 batch, z0, mask, region, condition, prompts, phrases = self._head_batch(batch, z0, mask, region, prompts)
             elif u < c.head_condition + c.first_frame_condition:
-                condition = first_frame_condition(z0)
+                condition, i2v = first_frame_condition(z0), True
         text, ids, motion = self._conditions(batch, ref_latent, prompts, phrases, with_identity=not drop_id)
 
         noised = noise_batch(self.scheduler, z0, timesteps=timesteps, generator=g)
+        if i2v and c.still_start > 0:  # drawn only when on
+            rows = torch.rand(b, generator=g) < c.still_start
+            lo, hi = c.still_start_t
+            t_still = torch.randint(lo, hi + 1, (b,), generator=g)
+            # a still clip's latent frames all equal its first (the causal VAE encodes each group of identical
+            # frames as it encodes frame 0 alone; measured to 1e-6), so the still start is latent frame 0 repeated
+            noised = restart_from(self.scheduler, noised, z0, z0[:, :1].expand_as(z0), rows, t_still)
         pred = model(noised.noisy, noised.timesteps, text, ids, motion, condition=condition)
 
         losses: dict[str, torch.Tensor] = {}
