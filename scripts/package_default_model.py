@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--motion-intensity", type=float, default=4.0)
     ap.add_argument("--motion-guidance", type=float, default=0.0,
                     help="g_m: amplify the motion intensity's effect on the video pass (0: off)")
+    ap.add_argument("--motion-guidance-min-t", type=int, default=0,
+                    help="g_m only at timesteps >= this (0: every step of the video pass)")
     ap.add_argument("--first-frame-source", choices=["t2i", "t2v", "t2v-head"], default="t2i",
                     help="decoupled mode: the first frame from the T2I stage or from a T2V sample's first frame "
                          "(the reference's head pasted in after, t2v, or blended in at every step, t2v-head)")
@@ -60,6 +62,7 @@ def main() -> None:
     d.num_inference_steps, d.guidance_scale, d.motion_intensity = args.steps, args.guidance, args.motion_intensity
     d.guidance_rescale, d.identity_guidance_scale = args.guidance_rescale, args.identity_guidance
     d.motion_guidance_scale = args.motion_guidance
+    d.motion_guidance_min_t = args.motion_guidance_min_t
     if args.mode == "decoupled" and not pipe.model.config.backbone.frame_condition:
         raise SystemExit(f"{args.model}: --mode decoupled needs a model trained with backbone.frame_condition")
     d.mode = args.mode

@@ -114,3 +114,17 @@ dit_stage moca-10d 4000 task.model="$W/moca-9d" task.vae_path="$W/vae-3" task.fi
 #     still, noised to step 11 of 20 (first_frame_init 0.55, session 18: no training, a sampling setting).
 python scripts/package_default_model.py --model "$W/moca-10d" --out idvid/assets/default_model \
   --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v --first-frame-init 0.55
+
+# 14. Not shipped: the no-identity baseline the model card compares with (issue 4's MoCA-vs-baseline check). The
+#     packaged model with its identity path cut out (exactly its identity-dropped branch), 1,500 more steps without
+#     identity on the same clips and task mix, packaged in t2v mode (a baseline must not see the reference's head).
+if [ ! -f "$W/baseline-pkg/pipeline.json" ]; then
+  [ -f "$W/baseline-start/model_config.yaml" ] || \
+    python scripts/make_no_identity_baseline.py --model idvid/assets/default_model --out "$W/baseline-start"
+  [ -f "$W/baseline/model_config.yaml" ] || \
+    idvid train --config laptop-baseline run_dir="$W/run-baseline" task.model="$W/baseline-start" data.cache_dir="$W/cache" \
+      threads=2 max_steps=1500 task.first_frame_condition=0.5 task.head_condition=0.0 optim.warmup_steps=50 optim.lr=1.0e-4 \
+      checkpoint.every=100 validation.every=0 "validation.hooks=[]" -q --export "$W/baseline"
+  python scripts/package_default_model.py --model "$W/baseline" --out "$W/baseline-pkg" --mode t2v --steps 20 \
+    --guidance 3.5 --motion-intensity 4
+fi

@@ -118,14 +118,15 @@ def test_a_stochastic_solver_draws_its_noise_from_the_seed(tiny_pipeline_dir, re
     assert not torch.allclose(a, ode)  # the SDE solver did inject noise
 
 
-@pytest.mark.parametrize("rescale, g_id, g_m", [(0.0, None, 0.0), (0.7, None, 0.0), (0.0, 6.0, 0.0), (0.7, 6.0, 0.0),
-                                                (0.7, None, 2.0), (0.0, 6.0, 2.0)])
+@pytest.mark.parametrize("rescale, g_id, g_m, min_t", [(0.0, None, 0.0, 0), (0.7, None, 0.0, 0), (0.0, 6.0, 0.0, 0),
+                                                       (0.7, 6.0, 0.0, 0), (0.7, None, 2.0, 0), (0.0, 6.0, 2.0, 0),
+                                                       (0.0, None, 2.0, 500)])
 def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline_dir, reference, one_torch_thread,
-                                                                  rescale, g_id, g_m):
+                                                                  rescale, g_id, g_m, min_t):
     """The pipeline's latents equal a hand-written loop: ε-free v-prediction guided as p = u + g (c − u), or with
     a separate identity scale p = u + g (c_text − u) + g_id (c − c_text); with guidance rescale φ (Lin et
     al. 2023 §3.4) p ← φ · p · std(c) / std(p) + (1 − φ) · p; then motion guidance p ← p + g_m (c − c at
-    intensity 0)."""
+    intensity 0) at the timesteps t >= min_t (3 steps: 999, 666, 333; min_t 500 leaves the last one unguided)."""
     from dataclasses import replace
 
     from idvid.models import IdentityInputs
@@ -134,8 +135,10 @@ def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline
     pipe.set_progress_bar_config(disable=True)
     g = 2.5
     out = pipe(reference, PROMPT, generator=3, guidance_scale=g, guidance_rescale=rescale, num_inference_steps=3,
-               identity_guidance_scale=g_id, motion_guidance_scale=g_m, motion_intensity=6.0, output_type="latent")
+               identity_guidance_scale=g_id, motion_guidance_scale=g_m, motion_guidance_min_t=min_t, motion_intensity=6.0,
+               output_type="latent")
     assert out.info["identity_guidance"] == (g if g_id is None else g_id) and out.info["motion_guidance"] == g_m
+    assert out.info["motion_guidance_min_t"] == min_t
     model, ref = pipe.model, out.reference
     unit = IDVideoPipeline._unit
     ids = IdentityInputs(face_embedding=torch.from_numpy(ref.embedding)[None], face_crop=unit(ref.crop),
@@ -156,7 +159,8 @@ def test_sampling_loop_is_dpm_solver_with_classifier_free_guidance(tiny_pipeline
                 c_text = model(latents, t, text, None, motion)
                 p = u + g * (c_text - u) + g_id * (c - c_text)
             p = rescale * p * c.std() / p.std() + (1 - rescale) * p
-            p = p + g_m * (c - model(latents, t, text, ids, still))
+            if t >= min_t:
+                p = p + g_m * (c - model(latents, t, text, ids, still))
             latents = sched.step(p, t, latents).prev_sample
     torch.testing.assert_close(out.frames, latents, rtol=1e-5, atol=1e-5)
 
@@ -175,6 +179,8 @@ def test_bad_inputs_raise_clear_errors(tiny_pipeline_dir, reference):
         pipe(reference, PROMPT, identity_guidance_scale=-1)
     with pytest.raises(InputError, match="motion-guidance"):
         pipe(reference, PROMPT, motion_guidance_scale=-1)
+    with pytest.raises(InputError, match="motion-guidance-min-t"):
+        pipe(reference, PROMPT, motion_guidance_min_t=1000)
 
 
 def test_motion_guidance_changes_moving_videos_only(tiny_pipeline_dir, reference, one_torch_thread):

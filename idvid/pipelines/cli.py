@@ -41,6 +41,9 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--motion-guidance", "motion_guidance", type=float, default=None,
               help="Amplify the motion intensity's effect by this scale (one more model call a step on the video "
                    "pass; 0: off; default: the model's).")
+@click.option("--motion-guidance-min-t", "motion_guidance_min_t", type=int, default=None,
+              help="Apply --motion-guidance only at timesteps >= this (0..999; the noisy steps lay out the motion; "
+                   "default: the model's).")
 @click.option("--mode", type=click.Choice(["t2v", "decoupled", "t2v-head"]), default=None,
               help="t2v: one stage; decoupled: a first frame of the person, then animated (I2V); t2v-head: one "
                    "stage made around the reference's head held in its first frame; default: the model's.")
@@ -64,8 +67,8 @@ idvid/assets/default_model/MODEL_CARD.md for what it can render.
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def generate(ref: str, prompt: str, action: str | None, motion_intensity: float | None, frames: int | None,
              steps: int | None, guidance: float | None, guidance_rescale: float | None,
-             identity_guidance: float | None, motion_guidance: float | None, mode: str | None,
-             first_frame_source: str | None, first_frame_init: float | None, first_frame: Path | None, seed: int,
+             identity_guidance: float | None, motion_guidance: float | None, motion_guidance_min_t: int | None,
+             mode: str | None, first_frame_source: str | None, first_frame_init: float | None, first_frame: Path | None, seed: int,
              out: Path, model: Path | None, fps: float, threads: int | None, quiet: bool) -> None:
     """Generate a video of the person in --ref doing what --prompt says."""
     start = time.perf_counter()
@@ -99,7 +102,8 @@ def generate(ref: str, prompt: str, action: str | None, motion_intensity: float 
     pipe.set_progress_bar_config(disable=quiet, desc="denoising", leave=False)
     result = pipe(image, prompt, action=action, motion_intensity=motion_intensity, num_frames=frames,
                   num_inference_steps=steps, guidance_scale=guidance, guidance_rescale=guidance_rescale,
-                  identity_guidance_scale=identity_guidance, motion_guidance_scale=motion_guidance, generator=seed,
+                  identity_guidance_scale=identity_guidance, motion_guidance_scale=motion_guidance,
+                  motion_guidance_min_t=motion_guidance_min_t, generator=seed,
                   mode=mode, first_frame=first, first_frame_source=first_frame_source, first_frame_init=first_frame_init)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = write_video_outputs(out, result.frames, fps)

@@ -85,6 +85,8 @@ class PipelineDefaults:
     motion_intensity: float = 3.0  # MotionCharacter's intensity scale (seed 002 Eq. 7), 0 .. 20
     # g_m: guidance of the motion intensity, ε += g_m (ε(I) − ε(0)) on the video pass (0: off, one call fewer)
     motion_guidance_scale: float = 0.0
+    # g_m only at timesteps >= this (0: every step): the noisy steps lay out the motion, the rest refine without it
+    motion_guidance_min_t: int = 0
     size: int = 128  # frame height and width in pixels
     face_width: float = REFERENCE_FACE_WIDTH
     face_centre: tuple[float, float] = REFERENCE_FACE_CENTRE
@@ -292,6 +294,7 @@ class IDVideoPipeline(DiffusionPipeline):
         guidance_rescale: float | None = None,
         identity_guidance_scale: float | None = None,
         motion_guidance_scale: float | None = None,
+        motion_guidance_min_t: int | None = None,
         generator: torch.Generator | int | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
@@ -307,7 +310,8 @@ class IDVideoPipeline(DiffusionPipeline):
         ε = ε(∅) + g (ε(c) − ε(∅)) + g_id (ε(c, id) − ε(c)); g_id = g is the two-call formula again.
         Both branches get the same action phrase and motion intensity I, so text guidance leaves how much the
         person moves to the model; `motion_guidance_scale` g_m > 0 amplifies it on the pass that makes the video:
-        ε += g_m (ε(c, id, I) − ε(c, id, 0)) (one more call a step; none at I = 0, where the term is zero).
+        ε += g_m (ε(c, id, I) − ε(c, id, 0)) (one more call a step; none at I = 0, where the term is zero), at the
+        timesteps t >= `motion_guidance_min_t` only (0: all; guidance in a limited interval, Kynkäänniemi et al. 2024).
         A frame condition (decoupled mode) is given to every branch: guidance amplifies who and what, not the
         known frame.
 
@@ -361,6 +365,10 @@ class IDVideoPipeline(DiffusionPipeline):
         motion_guidance = float(d.motion_guidance_scale if motion_guidance_scale is None else motion_guidance_scale)
         if motion_guidance < 0:
             raise InputError(f"--motion-guidance must be >= 0, got {motion_guidance:g}")
+        motion_min_t = int(d.motion_guidance_min_t if motion_guidance_min_t is None else motion_guidance_min_t)
+        if not 0 <= motion_min_t < self.scheduler.config.num_train_timesteps:
+            raise InputError(f"--motion-guidance-min-t must be in [0, {self.scheduler.config.num_train_timesteps}), "
+                             f"got {motion_min_t}")
         intensity = float(d.motion_intensity if motion_intensity is None else motion_intensity)
         max_intensity = 20.0
         if "motion" in model.injections:
@@ -383,7 +391,7 @@ class IDVideoPipeline(DiffusionPipeline):
         video_guide = guide
         if motion is not None and motion_guidance > 0 and intensity > 0:
             still_motion = replace(motion, intensity=torch.zeros_like(motion.intensity))
-            video_guide = dict(guide, motion_guidance=(motion_guidance, still_motion))
+            video_guide = dict(guide, motion_guidance=(motion_guidance, still_motion, motion_min_t))
         ids = self.identity_inputs(ref)
 
         # latents (1, F', C, h, w), drawn on the CPU so a seed means the same noise everywhere
@@ -433,7 +441,7 @@ class IDVideoPipeline(DiffusionPipeline):
             latents = self._denoise(latents, text, uncond_text, ids, motion, None, **video_guide)
 
         info = dict(steps=steps, guidance=guidance, guidance_rescale=rescale, identity_guidance=id_guidance,
-                    motion_guidance=motion_guidance, frames=wanted,
+                    motion_guidance=motion_guidance, motion_guidance_min_t=motion_min_t, frames=wanted,
                     generated_frames=frames_out, mode=mode)
         if mode == "decoupled":
             info["first_frame_init"] = init
@@ -478,14 +486,15 @@ class IDVideoPipeline(DiffusionPipeline):
 
     def _denoise(self, latents: torch.Tensor, text: torch.Tensor, uncond_text: torch.Tensor, ids, motion, condition,
                  steps: int, guidance: float, rescale: float, id_guidance: float, generator,
-                 inpaint=None, motion_guidance: tuple[float, Any] | None = None,
+                 inpaint=None, motion_guidance: tuple[float, Any, int] | None = None,
                  start: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
         """The sampling loop from noise `latents`; the known latents of `condition` are pasted into the result.
 
         `inpaint` (a FrameCondition the model is not given): after every step its known latents, noised with the
         starting noise to the next step's level, replace the sample's there (the blend of diffusers' inpainting
         pipelines for models without mask channels), so the rest is made around them; the result holds them exactly.
-        `motion_guidance` (g_m, the motion inputs at intensity 0) adds g_m (ε(cond) − ε(cond at 0)) to every step.
+        `motion_guidance` (g_m, the motion inputs at intensity 0, min_t) adds g_m (ε(cond) − ε(cond at 0)) to every
+        step at a timestep >= min_t.
         `start` (clean latents, k): skip the first k steps and start from those latents noised with `latents` (the
         starting noise) to the level of step k (the start of diffusers' image-to-image pipelines)."""
         from idvid.models.frame_condition import FrameCondition
@@ -520,8 +529,8 @@ class IDVideoPipeline(DiffusionPipeline):
                     pred = rescale_noise_cfg(pred, cond, guidance_rescale=rescale)
             else:
                 pred = cond
-            if motion_guidance is not None:  # after rescaling: it steers motion, not the guided std
-                g_m, still = motion_guidance
+            if motion_guidance is not None and t >= motion_guidance[2]:  # after rescaling: it steers motion, not the std
+                g_m, still, _ = motion_guidance
                 pred = pred + g_m * (cond - model(x, t, text, ids, still, condition=condition).float())
             latents = self.scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
             if inpaint is not None:
