@@ -111,9 +111,11 @@ dit_stage moca-10d 4000 task.model="$W/moca-9d" task.vae_path="$W/vae-3" task.fi
   "validation.hooks=[]"
 
 # 13. Package as a pipeline folder with its generation defaults; the video pass starts from the first frame held
-#     still, noised to step 11 of 20 (first_frame_init 0.55, session 18: no training, a sampling setting).
+#     still, noised to step 12 of 20 (first_frame_init 0.6), with motion guidance 2 (sessions 18-19: no training,
+#     sampling settings).
 python scripts/package_default_model.py --model "$W/moca-10d" --out idvid/assets/default_model \
-  --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v --first-frame-init 0.55
+  --steps 20 --guidance 3.5 --motion-intensity 4 --mode decoupled --first-frame-source t2v --first-frame-init 0.6 \
+  --motion-guidance 2
 
 # 14. Not shipped: the no-identity baseline the model card compares with (issue 4's MoCA-vs-baseline check). The
 #     packaged model with its identity path cut out (exactly its identity-dropped branch), 1,500 more steps without

@@ -10,7 +10,8 @@ Per micro-batch (shapes for B clips of T frames, latents (B, F', C, h, w)):
        (with p = speed_word_dropout per clip, "slowly"/"quickly" leave prompt and phrase, so that the
        intensity alone must say how fast)
     3. t ~ U[0, T), ε ~ N(0, I), Z_t = scheduler.add_noise(Z̃0, ε, t); the model predicts the scheduler's
-       target (v for CogVideoX)
+       target (v for CogVideoX); with `still_start`, some clips of an I2V batch are noised from their still first
+       frame instead, with the target that leads to the clip (objectives.restart_from)
     4. losses (idvid.objectives):
          diff      = ‖target − pred‖²  (region-aware, seed 002 Eq. 10, when `region_aware`)
          face/back = latent video perceptual loss (seed 000 Eqs. 8, 10) on x̂0 with the face mask
@@ -403,7 +404,7 @@ class IdentityVideoTask(TrainTask):
             lo, hi = c.still_start_t
             t_still = torch.randint(lo, hi + 1, (b,), generator=g)
             # a still clip's latent frames all equal its first (the causal VAE encodes each group of identical
-            # frames as it encodes frame 0 alone; measured to 1e-6), so the still start is latent frame 0 repeated
+            # frames as it encodes frame 0 alone; tested), so the still start is latent frame 0 repeated
             noised = restart_from(self.scheduler, noised, z0, z0[:, :1].expand_as(z0), rows, t_still)
         pred = model(noised.noisy, noised.timesteps, text, ids, motion, condition=condition)
 
