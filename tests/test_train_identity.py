@@ -283,6 +283,28 @@ def test_still_start_noises_i2v_clips_from_their_still_first_frame(tmp_path, mon
     torch.testing.assert_close(still, still[:, :1].expand_as(still), atol=1e-5, rtol=0)
 
 
+def test_reference_dropout_drops_the_reference_latent_and_keeps_the_id_tokens(tmp_path, monkeypatch):
+    """task.reference_dropout ~ 1: the identity is given without its reference latent (zeros in its channels), the
+    face embedding and crop (MoCA's ID tokens) still there."""
+    cfg = load_config("tiny-synth-moca", [f"run_dir={tmp_path / 'run'}", "max_steps=1", "log.progress=false",
+                                          "data.num_identities=2", "data.clips_per_identity=1", "data.frames=5",
+                                          "data.num_workers=0", "batch_size=2", "validation.every=0",
+                                          "task.text_dropout=0", "task.id_dropout=0", "task.reference_dropout=0.999"])
+    run = setup(cfg)
+    model, seen = run.task.model, {}
+    real_forward = model.forward
+
+    def forward(latents, timestep, text_emb, id_inputs=None, motion=None, condition=None):
+        seen["ids"] = id_inputs
+        return real_forward(latents, timestep, text_emb, id_inputs, motion, condition=condition)
+
+    monkeypatch.setattr(model, "forward", forward)
+    fit(run)
+    ids = seen["ids"]
+    assert ids is not None and ids.reference_latent is None
+    assert ids.face_embedding.abs().sum() > 0 and ids.face_crop is not None
+
+
 def test_decoupled_conditions_need_the_condition_channels(tmp_path):
     from idvid.errors import InputError
 

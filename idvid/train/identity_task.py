@@ -83,6 +83,9 @@ class IdentityTaskConfig(TaskConfig):
     face_embedder: str | None = None  # safetensors of idvid.models.face_embedder.FaceEmbedder (None: the bundled one)
     text_dropout: float = 0.05
     id_dropout: float = 0.05
+    # per micro-batch that keeps its identity: the reference latent alone dropped (zeros in its channels), so the ID
+    # tokens, i.e. MoCA, must carry who it is (the laptop model's identity otherwise runs through the reference latent)
+    reference_dropout: float = 0.0
     uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
     speed_word_dropout: float = 0.0  # per clip, "slowly"/"quickly" removed from prompt and action phrase
     vae_sample: bool = False  # sample the VAE posterior (True) or take its mode
@@ -116,8 +119,8 @@ class IdentityTaskConfig(TaskConfig):
             _check(Path(self.vae_path, "config.json").is_file(), "task.vae_path", f"{self.vae_path}: no config.json")
         for name in ("perceptual_alpha", "perceptual_beta", "id_loss_weight"):
             _check(getattr(self, name) >= 0, f"task.{name}", f"must be >= 0, got {getattr(self, name)}")
-        for name in ("text_dropout", "id_dropout", "uncond_dropout", "speed_word_dropout", "first_frame_condition",
-                     "head_condition"):
+        for name in ("text_dropout", "id_dropout", "reference_dropout", "uncond_dropout", "speed_word_dropout",
+                     "first_frame_condition", "head_condition"):
             _check(0 <= getattr(self, name) < 1, f"task.{name}", f"must be in [0, 1), got {getattr(self, name)}")
         _check(1 <= self.id_loss_max_t <= 1000, "task.id_loss_max_t", f"must be in [1, 1000], got {self.id_loss_max_t}")
         for name in ("id_loss_clips", "id_loss_window"):
@@ -389,6 +392,9 @@ class IdentityVideoTask(TrainTask):
             drop_id = False
         if use_identity is not None:
             drop_id = not use_identity
+        if ctx.training and c.reference_dropout > 0 and not drop_id:  # drawn only when on
+            if bool(torch.rand((), generator=g) < c.reference_dropout):
+                ref_latent = None
         condition, i2v = None, False
         if ctx.training and (c.first_frame_condition > 0 or c.head_condition > 0):  # drawn only when on
             u = float(torch.rand((), generator=g))
