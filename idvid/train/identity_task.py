@@ -84,7 +84,7 @@ class IdentityTaskConfig(TaskConfig):
     text_dropout: float = 0.05
     id_dropout: float = 0.05
     # per micro-batch that keeps its identity: the reference latent alone dropped (zeros in its channels), so the ID
-    # tokens, i.e. MoCA, must carry who it is (the laptop model's identity otherwise runs through the reference latent)
+    # tokens, i.e. MoCA, must carry who it is (with MoCA zeroed at inference the laptop model keeps its identity)
     reference_dropout: float = 0.0
     uncond_dropout: float = 0.0  # whole batches with neither text nor identity: the branch CFG subtracts
     speed_word_dropout: float = 0.0  # per clip, "slowly"/"quickly" removed from prompt and action phrase
