@@ -35,9 +35,8 @@ def main() -> None:
         ap.error(f"{args.model}: not an idvid model folder (no {CONFIG_FILE} in it or in its model/)")
     base = without_identity(IdentityVideoModel.from_pretrained(src))
     base.save_pretrained(args.out)
-    for sub in ("scheduler",):  # the training noise schedule, when the folder has it
-        if (src / sub).is_dir():
-            shutil.copytree(src / sub, args.out / sub, dirs_exist_ok=True)
+    if (src / "scheduler").is_dir():  # the training noise schedule, when the folder has it
+        shutil.copytree(src / "scheduler", args.out / "scheduler", dirs_exist_ok=True)
     kept = ", ".join(base.injections) or "no injection"
     print(f"wrote {args.out}: {base.transformer.config.in_channels} input channels, {kept}, "
           f"{'a refiner' if base.refiner is not None else 'no refiner'}")

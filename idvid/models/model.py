@@ -700,8 +700,9 @@ def without_identity(model: IdentityVideoModel) -> IdentityVideoModel:
     src = model.config
     bb = src.backbone
     c = model.latent_channels
-    groups = (3 if bb.reference_every_frame else 2) if bb.reference_latent else 1
-    keep = list(range(c)) + (list(range(groups * c, groups * c + c + 1)) if bb.frame_condition else [])
+    blocks, mask = model._latent_layout()  # [latents ; reference slots ; (known latents ; mask)]
+    known = (blocks - 1) * c  # where the frame condition's latents start
+    keep = list(range(c)) + (list(range(known, known + c + 1)) if mask else [])
 
     d = src.to_dict()
     d["injections"] = [i for i in d["injections"] if not INJECTIONS[i["kind"]].requires]
